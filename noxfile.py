@@ -1,0 +1,63 @@
+"""The single entry point: ``nox`` runs the default sessions (tests on numpy, array_api_strict and
+cupy, lint and docs); ``nox -s "tests(backend='torch')"``, ``bench`` and ``results`` on request."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = False
+
+TORCH = "torch==2.13.0"  # a CPU build that installs offline on the project's machines
+
+
+@nox.session
+@nox.parametrize(
+    "backend",
+    [
+        "numpy",
+        "array_api_strict",
+        nox.param("cupy", tags=["gpu"]),
+        nox.param("torch", tags=["torch"]),
+    ],
+)
+def tests(session, backend):
+    """Run the test suite on one array backend (cupy skips without a CUDA device)."""
+    session.install("-e", ".[test]")
+    if backend == "torch":
+        session.install(TORCH)
+    if backend == "cupy":
+        # cupy is only installed where CUDA is present; the fixture skips with the reason if not.
+        session.run(
+            "python", "-c", "import cupy", success_codes=[0, 1], silent=True
+        )
+    session.run("pytest", f"--backend={backend}", *session.posargs)
+
+
+@nox.session
+def lint(session):
+    """ruff: style and common bugs."""
+    session.install("ruff")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py")
+
+
+@nox.session
+def docs(session):
+    """Build the documentation site in strict mode (warnings fail)."""
+    session.install("-e", ".[docs]")
+    session.run("mkdocs", "build", "--strict", "--site-dir", "site")
+
+
+@nox.session(default=False)
+def bench(session):
+    """Time xprnn against torch.nn and a per-step NumPy loop; prints a table."""
+    session.install("-e", ".", TORCH, "threadpoolctl")
+    session.run("python", "benchmarks/bench_layers.py", *session.posargs)
+
+
+@nox.session(default=False)
+def results(session):
+    """Long training runs on the real data sets (docs/results.md)."""
+    session.install("-e", ".[plot]")
+    session.run("python", "benchmarks/results.py", *session.posargs)
