@@ -128,7 +128,7 @@ class _RNNBase(Module):
         LD, H = self.num_layers * self.num_directions, self.hidden_size
         expected = (LD, H) if unbatched else (LD, B, H)
         init = []
-        for name, s in zip(names, states):
+        for name, s in zip(names[1:], states):
             check_float(s, name, xp, self.dtype)
             if tuple(s.shape) != expected:
                 raise ValueError(f"{name} has shape {tuple(s.shape)}, expected {expected}")

@@ -1,0 +1,85 @@
+"""Softmax, log-softmax and the losses, each returning its gradient beside its value."""
+
+from __future__ import annotations
+
+import math
+
+from ._backend import check_float, namespace
+
+__all__ = ["softmax", "log_softmax", "softmax_cross_entropy", "mse_loss"]
+
+
+def log_softmax(x, axis=-1):
+    """``x - logsumexp(x)`` along ``axis``; the max is subtracted first, so +-1e4 is safe."""
+    xp = namespace(x, names=["x"])
+    shifted = x - xp.max(x, axis=axis, keepdims=True)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
+
+
+def softmax(x, axis=-1):
+    """``exp(x) / sum(exp(x))`` along ``axis``, computed as ``exp(x - max)`` for stability."""
+    xp = namespace(x, names=["x"])
+    e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
+    return e / xp.sum(e, axis=axis, keepdims=True)
+
+
+def softmax_cross_entropy(logits, targets, mask=None):
+    """Mean cross-entropy of integer ``targets`` under ``softmax(logits)``, and its gradient.
+
+    Parameters
+    ----------
+    logits : array (..., C)
+    targets : integer array (...)
+        Class ids in ``[0, C)``.
+    mask : bool or float array (...), optional
+        Items with mask 0/False are left out of the mean (padding).
+
+    Returns
+    -------
+    loss : 0-d array
+        ``sum(mask * -log p[target]) / sum(mask)``.
+    dlogits : array (..., C)
+        ``(softmax(logits) - onehot(targets)) * mask / sum(mask)``.
+    """
+    xp = namespace(logits, targets, mask, names=["logits", "targets", "mask"])
+    check_float(logits, "logits", xp)
+    if not xp.isdtype(targets.dtype, "integral"):
+        raise TypeError(f"targets must be integer class ids, got dtype {targets.dtype}")
+    C = logits.shape[-1]
+    if tuple(targets.shape) != tuple(logits.shape[:-1]):
+        raise ValueError(
+            f"targets has shape {tuple(targets.shape)}, expected logits.shape[:-1] = "
+            f"{tuple(logits.shape[:-1])}"
+        )
+    if math.prod(targets.shape) and (int(xp.min(targets)) < 0 or int(xp.max(targets)) >= C):
+        raise ValueError(
+            f"targets must lie in [0, {C}) for {C} classes, got values "
+            f"{int(xp.min(targets))}..{int(xp.max(targets))}"
+        )
+    logp = log_softmax(logits, axis=-1)
+    # one-hot by comparison: the standard has no gather along an axis before 2024.12
+    onehot = targets[..., None] == xp.arange(C, dtype=targets.dtype, device=targets.device)
+    nll = -xp.sum(xp.where(onehot, logp, 0.0), axis=-1)
+    if mask is None:
+        w = xp.ones(nll.shape, dtype=logits.dtype, device=logits.device)
+    else:
+        if tuple(mask.shape) != tuple(nll.shape):
+            raise ValueError(f"mask has shape {tuple(mask.shape)}, expected {tuple(nll.shape)}")
+        w = xp.astype(mask, logits.dtype)
+    n = xp.sum(w)
+    if float(n) <= 0:
+        raise ValueError("mask leaves no item to average over")
+    loss = xp.sum(w * nll) / n
+    dlogits = (xp.exp(logp) - xp.astype(onehot, logits.dtype)) * (w / n)[..., None]
+    return loss, dlogits
+
+
+def mse_loss(pred, target):
+    """Mean squared error ``mean((pred - target)^2)`` and its gradient ``2 (pred - target) / N``."""
+    xp = namespace(pred, target, names=["pred", "target"])
+    check_float(pred, "pred", xp)
+    if tuple(pred.shape) != tuple(target.shape):
+        raise ValueError(f"pred has shape {tuple(pred.shape)} but target {tuple(target.shape)}")
+    diff = pred - target
+    n = math.prod(diff.shape)
+    return xp.sum(diff * diff) / n, diff * (2.0 / n)
