@@ -1,0 +1,337 @@
+"""Readers for labelled text: aclImdb (tar.gz or folder), CSV/TSV, plain text, the shipped sample.
+
+Every problem with a file is a ``ValueError`` that names the file and, where there is one, the
+line: a bad data file should say where it is bad, not fail later inside the model.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import re
+import tarfile
+import zlib
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["read_imdb", "read_csv", "read_text", "read_dataset", "labels_to_ids", "load_sample"]
+
+SPLITS = ("train", "test")
+_TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
+# A labelled review in the aclImdb layout, e.g. "aclImdb/train/pos/1234_8.txt".
+_REVIEW = re.compile(r"(?:^|/)(train|test)/(pos|neg)/([^/]+\.txt)$")
+_CSV_OPTIONS = ("text_column", "label_column", "delimiter", "header", "encoding")
+
+
+def _decode(data: bytes, encoding: str, where: str) -> str:
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        # (for a .gz file, the line and offset are those of the decompressed text)
+        raise ValueError(
+            f"{where}: line {line}: the bytes at offset {e.start} cannot be decoded as "
+            f"{encoding} ({e.reason}); pass the file's encoding with encoding="
+        ) from None
+    except LookupError:
+        raise ValueError(f"encoding: unknown text encoding {encoding!r}") from None
+    return text[1:] if text.startswith("\ufeff") else text  # drop a byte-order mark
+
+
+def _read_bytes(path) -> tuple[Path, bytes]:
+    """The file's bytes (gunzipped for ``.gz``); errors for missing, unreadable, empty files."""
+    p = Path(path)
+    if not p.exists():
+        raise ValueError(f"{p}: no such file")
+    if not p.is_file():
+        raise ValueError(f"{p}: not a file")
+    try:
+        if p.suffix.lower() == ".gz":
+            with gzip.open(p, "rb") as f:
+                data = f.read()
+        else:
+            data = p.read_bytes()
+    except (OSError, EOFError, zlib.error) as e:
+        raise ValueError(f"{p}: cannot be read ({e})") from None
+    if not data or data.isspace():
+        raise ValueError(f"{p}: the file is empty")
+    return p, data
+
+
+def read_text(path, encoding="utf-8") -> str:
+    """The whole text of a file (``.gz`` opened transparently), e.g. for a language model."""
+    p, data = _read_bytes(path)
+    return _decode(data, encoding, str(p))
+
+
+# --- aclImdb -------------------------------------------------------------------------------------
+
+
+def _is_tar(p: Path) -> bool:
+    return p.name.lower().endswith(_TAR_SUFFIXES)
+
+
+def _imdb_from_tar(p: Path, split: str):
+    try:
+        # Stream mode ("r|*"): members are read in archive order while gunzipping, no seeking.
+        with tarfile.open(p, "r|*") as tar:
+            for m in tar:
+                match = _REVIEW.search(m.name)
+                if m.isfile() and match and match.group(1) == split:
+                    yield "/".join(match.groups()), tar.extractfile(m).read(), f"{p}: {m.name}"
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        raise ValueError(f"{p}: not a readable tar archive ({e})") from None
+
+
+def _imdb_from_folder(p: Path, split: str):
+    root = p / "aclImdb" if (p / "aclImdb").is_dir() else p
+    for label in ("neg", "pos"):
+        for f in (root / split / label).glob("*.txt"):
+            if f.is_file():
+                yield f"{split}/{label}/{f.name}", f.read_bytes(), str(f)
+
+
+def read_imdb(path, split="train", *, with_sources=False):
+    """Labelled reviews of the Large Movie Review Dataset (aclImdb).
+
+    Parameters
+    ----------
+    path : str or Path
+        ``aclImdb_v1*.tar.gz`` (read in place, streaming), an extracted ``aclImdb/`` folder,
+        or the folder that holds it.
+    split : {"train", "test"}
+    with_sources : bool
+        Also return each review's file, e.g. ``"train/pos/1234_8.txt"``.
+
+    Returns
+    -------
+    texts : list of str
+    labels : list of int
+        1 for ``pos``, 0 for ``neg``.
+    sources : list of str
+        Only with ``with_sources``.
+
+    Reviews come sorted by file name (all ``neg`` then all ``pos``), the same for the archive
+    and the folder; shuffle before training.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    p = Path(path)
+    if not p.exists():
+        raise ValueError(f"{p}: no such file or folder")
+    if p.is_dir():
+        found = _imdb_from_folder(p, split)
+    elif p.stat().st_size == 0:
+        raise ValueError(f"{p}: the file is empty")
+    else:
+        found = _imdb_from_tar(p, split)
+    rows = []
+    for source, data, where in found:
+        text = _decode(data, "utf-8", where)
+        if not text.strip():
+            raise ValueError(f"{where}: the review is empty")
+        rows.append((source, text))
+    rows.sort()
+    kinds = {source.split("/")[1] for source, _ in rows}
+    if kinds != {"neg", "pos"}:
+        raise ValueError(
+            f"{p}: not an aclImdb layout: expected reviews under aclImdb/{split}/pos/*.txt and "
+            f"aclImdb/{split}/neg/*.txt, found {len(rows)} ({', '.join(sorted(kinds)) or 'none'})"
+        )
+    texts = [t for _, t in rows]
+    labels = [int(s.split("/")[1] == "pos") for s, _ in rows]
+    return (texts, labels, [s for s, _ in rows]) if with_sources else (texts, labels)
+
+
+# --- CSV / TSV -----------------------------------------------------------------------------------
+
+
+def _rows(text: str, delimiter: str, where: str):
+    """``(line, fields)`` for every non-blank row; ``line`` is where the row starts."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    line = 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise ValueError(f"{where}: line {reader.line_num}: {e}") from None
+        if row:
+            yield line, row
+        line = reader.line_num + 1
+
+
+def _column(where, names, column, arg) -> int:
+    if names is None:  # header=False: columns are positions
+        if isinstance(column, bool) or not isinstance(column, int) or column < 0:
+            raise ValueError(
+                f"{arg} must be a 0-based column number when header=False, got {column!r}"
+            )
+        return column
+    if isinstance(column, int) and not isinstance(column, bool):
+        if not 0 <= column < len(names):
+            raise ValueError(f"{where}: {arg}={column} but the header has {len(names)} columns")
+        return column
+    try:
+        return names.index(column)
+    except ValueError:
+        raise ValueError(
+            f"{where}: no column {column!r} ({arg}) in the header; columns found: {names}"
+        ) from None
+
+
+def _read_table(path, columns, args, delimiter=None, header=True, encoding="utf-8"):
+    """The requested columns of a CSV/TSV file as lists of non-empty strings."""
+    p, data = _read_bytes(path)
+    where = str(p)
+    if delimiter is None:
+        name = p.name.lower().removesuffix(".gz")
+        delimiter = "\t" if name.endswith((".tsv", ".tab")) else ","
+    if not isinstance(delimiter, str) or len(delimiter) != 1:
+        raise ValueError(f"delimiter must be one character, got {delimiter!r}")
+    rows = _rows(_decode(data, encoding, where), delimiter, where)
+    names, at = None, where
+    if header:
+        first = next(rows, None)
+        if first is None:
+            raise ValueError(f"{where}: the file is empty")
+        at = f"{where}: line {first[0]}"
+        names = [n.strip() for n in first[1]]
+    index = [_column(at, names, c, a) for c, a in zip(columns, args, strict=True)]
+    need = max(index) + 1
+    out = [[] for _ in columns]
+    for line, row in rows:
+        if len(row) < need:
+            raise ValueError(
+                f"{where}: line {line}: {len(row)} field(s), expected at least {need} "
+                f"(delimiter {delimiter!r}); is a quote missing or the delimiter wrong?"
+            )
+        for col, i, c in zip(out, index, columns, strict=True):
+            if not row[i].strip():
+                raise ValueError(f"{where}: line {line}: column {c!r} is empty")
+            col.append(row[i])
+    if not out[0]:
+        raise ValueError(f"{where}: no data rows{' after the header' if header else ''}")
+    return out
+
+
+def read_csv(
+    path,
+    text_column="review",
+    label_column="sentiment",
+    delimiter=None,
+    header=True,
+    encoding="utf-8",
+):
+    """Texts and labels from a CSV or TSV file (``.gz`` opened transparently).
+
+    Parameters
+    ----------
+    path : str or Path
+    text_column, label_column : str or int
+        Column names, or 0-based positions (required when ``header=False``). The defaults
+        read the seed notebook's ``review,sentiment`` file.
+    delimiter : str, optional
+        Tab for ``.tsv``/``.tab`` (also under ``.gz``), else comma.
+    header : bool
+        Whether the first row names the columns.
+    encoding : str
+
+    Returns
+    -------
+    texts : list of str
+    labels : list of str
+        As written, surrounding whitespace stripped; see :func:`labels_to_ids`.
+    """
+    columns, args = [text_column, label_column], ["text_column", "label_column"]
+    texts, labels = _read_table(path, columns, args, delimiter, header, encoding)
+    return texts, [label.strip() for label in labels]
+
+
+def labels_to_ids(labels, classes=None):
+    """Class ids for labels, like scikit-learn's ``LabelEncoder``.
+
+    Parameters
+    ----------
+    labels : iterable
+        Class names or numbers.
+    classes : sequence, optional
+        The classes in id order. By default the sorted distinct labels: ``"negative"`` = 0,
+        ``"positive"`` = 1; numbers (and strings that are all whole numbers, such as ratings
+        read from a CSV) sort numerically.
+
+    Returns
+    -------
+    ids : ndarray of int64, shape (N,)
+    classes : list
+    """
+    labels = list(labels)
+    if classes is None:
+        distinct = set(labels)
+        key = None
+        if all(isinstance(c, str) and re.fullmatch(r"\s*[+-]?\d+\s*", c) for c in distinct):
+            key = int
+        try:
+            classes = sorted(distinct, key=key)
+        except TypeError:
+            kinds = sorted({type(c).__name__ for c in distinct})
+            raise TypeError(
+                f"labels mix types that cannot be sorted ({', '.join(kinds)}); "
+                "pass classes= to give the order"
+            ) from None
+    else:
+        classes = list(classes)
+        if len(set(classes)) != len(classes):
+            raise ValueError(f"classes has duplicates: {classes}")
+    index = {c: i for i, c in enumerate(classes)}
+    try:
+        ids = [index[label] for label in labels]
+    except KeyError as e:
+        raise ValueError(f"unknown label {e.args[0]!r}; known classes: {classes}") from None
+    return np.array(ids, dtype=np.int64), classes
+
+
+def read_dataset(path, **options):
+    """``(texts, labels)`` from an aclImdb archive/folder or from a CSV/TSV file.
+
+    An existing folder or a ``.tar``/``.tar.gz``/``.tgz`` file is read with :func:`read_imdb`
+    (options: ``split``, ``with_sources``; labels are 0/1), anything else with
+    :func:`read_csv` (its keyword arguments as options; labels are strings).
+    """
+    p = Path(path)
+    imdb = p.is_dir() or _is_tar(p)
+    allowed = ("split", "with_sources") if imdb else _CSV_OPTIONS
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        kind = "an aclImdb dataset" if imdb else "a CSV/TSV file"
+        raise TypeError(f"options {unknown} do not apply to {kind} ({p}); allowed: {allowed}")
+    return read_imdb(p, **options) if imdb else read_csv(p, **options)
+
+
+def load_sample():
+    """The shipped IMDB demo sample (``xprnn/data/imdb_sample.csv.gz``, see its README).
+
+    3,000 training and 1,000 test reviews of at most 1,000 characters, balanced, all drawn
+    from aclImdb's *training* split.
+
+    Returns
+    -------
+    train_texts, train_labels, test_texts, test_labels : list of str
+        Labels are ``"negative"`` or ``"positive"``.
+    """
+    path = resources.files("xprnn") / "data" / "imdb_sample.csv.gz"
+    with resources.as_file(path) as p:
+        texts, labels, splits = _read_table(
+            p, ["review", "sentiment", "split"], ["review", "sentiment", "split"]
+        )
+    out = {s: ([], []) for s in SPLITS}
+    for text, label, split in zip(texts, labels, splits, strict=True):
+        if split not in out:
+            raise ValueError(f"{p}: split must be 'train' or 'test', got {split!r}")
+        out[split][0].append(text)
+        out[split][1].append(label)
+    return out["train"][0], out["train"][1], out["test"][0], out["test"][1]
