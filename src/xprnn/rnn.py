@@ -13,7 +13,9 @@ import numpy as np
 
 from ._backend import check_float, namespace, to_numpy
 from ._module import Module
+from ._random import Generator
 from .cells import CELLS
+from .dropout import _check_p, dropout, dropout_backward
 from .recurrent import direction_backward, direction_forward, length_mask, reverse_index
 
 __all__ = ["RNN", "LSTM", "GRU"]
@@ -35,6 +37,7 @@ class _RNNBase(Module):
         num_layers=1,
         bias=True,
         batch_first=False,
+        dropout=0.0,
         bidirectional=False,
         *,
         dtype=None,
@@ -48,6 +51,8 @@ class _RNNBase(Module):
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
         self.bidirectional = bool(bidirectional)
+        self.dropout = _check_p(dropout)
+        self._rng = Generator(seed)  # dropout masks between stacked layers
         self.cell = CELLS[self._cell]
         H, G = self.hidden_size, self.cell.gates
         # PyTorch's default initialisation: every parameter ~ U(-1/sqrt(H), 1/sqrt(H)),
@@ -95,6 +100,8 @@ class _RNNBase(Module):
                 s += f", {flag}=True"
         if not self.bias:
             s += ", bias=False"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
         return s
 
     # -- input checks -----------------------------------------------------------------------
@@ -179,9 +186,13 @@ class _RNNBase(Module):
         rev = reverse_index(lengths, T, xp=xp)
         D, ns = self.num_directions, self.cell.num_states
         finals = [[] for _ in range(ns)]
-        caches = []
+        caches, masks = [], []
         inp = x
         for layer in range(self.num_layers):
+            if layer > 0:
+                # dropout on the outputs of every layer but the last, as torch.nn does
+                inp, m = dropout(inp, self.dropout, self._rng, xp=xp, training=self.training)
+                masks.append(m)
             outs = []
             for d, sfx in enumerate(self._suffixes()):
                 k = layer * D + d
@@ -202,7 +213,7 @@ class _RNNBase(Module):
         elif self.batch_first:
             out = xp.permute_dims(out, (1, 0, 2))
         h_n = tuple(h_n) if ns == 2 else h_n[0]
-        return out, h_n, (xp, caches, unbatched, x.shape)
+        return out, h_n, (xp, caches, masks, unbatched, x.shape)
 
     def backward(self, cache, d_out, d_h_n=None):
         """Backpropagation through time over the whole sequence.
@@ -219,7 +230,7 @@ class _RNNBase(Module):
         dh0 : array shaped like ``h0`` (LSTM: pair ``(dh0, dc0)``)
         grads : dict with the keys of :meth:`state_dict`
         """
-        xp, caches, unbatched, (T, B, _) = cache
+        xp, caches, masks, unbatched, (T, B, _) = cache
         D, ns, H = self.num_directions, self.cell.num_states, self.hidden_size
         LD = self.num_layers * D
         zeros = xp.zeros((LD, B, H), dtype=self.dtype, device=self.device)
@@ -249,7 +260,7 @@ class _RNNBase(Module):
                                      ("b_ih", "bias_ih"), ("b_hh", "bias_hh")):
                     if g[ours] is not None:
                         grads[f"{theirs}_l{layer}{sfx}"] = g[ours]
-            d_out = d_in
+            d_out = d_in if layer == 0 else dropout_backward(d_in, masks[layer - 1])
         dh0 = [xp.stack(s) for s in dstate0]
         dx = d_out
         if unbatched:
@@ -269,7 +280,8 @@ class RNN(_RNNBase):
     r"""Elman RNN: :math:`h_t = \tanh(x_t W_{ih}^T + b_{ih} + h_{t-1} W_{hh}^T + b_{hh})`.
 
     Same arguments as ``torch.nn.RNN`` (``input_size, hidden_size, num_layers=1,
-    nonlinearity="tanh", bias=True, batch_first=False, bidirectional=False``) plus ``dtype``
+    nonlinearity="tanh", bias=True, batch_first=False, dropout=0.0, bidirectional=False``;
+    ``dropout`` acts between stacked layers in training mode) plus ``dtype``
     (float32 default, or float64), ``xp``/``device`` (backend; NumPy on the CPU by default) and
     ``seed`` for the initialisation.
     """
