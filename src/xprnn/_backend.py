@@ -99,10 +99,10 @@ def from_numpy(a, xp, device=None, dtype=None):
     a = np.asarray(a)
     if dtype is not None:
         a = a.astype(np.dtype(dtype_name(dtype)), copy=False)
-    # array-api-strict and cupy accept NumPy arrays directly; torch needs a writable buffer.
-    a = np.ascontiguousarray(a)
-    if not a.flags.writeable:
-        a = a.copy()
+    # array-api-strict and cupy accept NumPy arrays directly; torch needs a writable,
+    # contiguous buffer (np.ascontiguousarray would turn 0-d arrays into 1-d).
+    if not (a.flags.c_contiguous and a.flags.writeable):
+        a = np.array(a, order="C", copy=True)
     return xp.asarray(a, device=device) if device is not None else xp.asarray(a)
 
 

@@ -1,0 +1,265 @@
+"""Optimizers over dicts of arrays (SGD, Adagrad, Adam, AdamW) and learning-rate schedules.
+
+Contract: ``new_params = opt.step(params, grads)`` takes ``{name: array}`` dicts and returns a
+*new* dict; no input array is modified. Parameters with no gradient (missing or ``None``) are
+passed through untouched and their state does not advance, as in ``torch.optim``. Per-name state
+(moments, step count) lives in the optimizer. The maths follows ``torch.optim`` (PyTorch 2.x,
+``foreach=False``, ``maximize=False``, ``amsgrad=False``) step for step; each class's
+``_update`` holds it, the base class the bookkeeping.
+
+``lr`` is a float or a callable ``lr(step) -> float`` of the number of :meth:`Optimizer.step`
+calls made before (``0`` on the first step); :func:`step_decay` and :func:`cosine_decay` build
+such callables.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+from ._backend import namespace
+
+__all__ = ["Optimizer", "SGD", "Adagrad", "Adam", "AdamW", "step_decay", "cosine_decay"]
+
+
+def _check(ok, what, value):
+    if not ok:
+        raise ValueError(f"Invalid {what}: {value}")
+
+
+def _is_number(x):
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _check_lr(lr):
+    if not callable(lr):
+        _check(_is_number(lr) and lr >= 0, "learning rate", lr)
+    return lr
+
+
+def _check_nonneg(name, value):
+    _check(_is_number(value) and value >= 0, f"{name} value", value)
+    return float(value)
+
+
+def _check_betas(betas):
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"Invalid betas: expected a pair (beta1, beta2), got {betas!r}")
+    for i, b in enumerate(betas):
+        _check(_is_number(b) and 0 <= b < 1, f"beta parameter at index {i}", b)
+    return float(betas[0]), float(betas[1])
+
+
+class Optimizer:
+    """Bookkeeping shared by all optimizers: lr schedule, per-name state, input checks.
+
+    Subclasses define ``_init_state(p, *, xp) -> dict`` and
+    ``_update(p, g, state, lr, *, xp) -> (new_p, new_state)``, both pure.
+    """
+
+    def __init__(self, lr):
+        self.lr = _check_lr(lr)
+        self.step_count = 0  # step() calls so far; the argument of a callable lr
+        self.state = {}  # name -> dict of arrays and ints
+
+    def current_lr(self):
+        """Learning rate the next :meth:`step` uses."""
+        lr = self.lr(self.step_count) if callable(self.lr) else self.lr
+        _check(_is_number(lr) and lr >= 0, f"learning rate at step {self.step_count}", lr)
+        return float(lr)
+
+    def step(self, params, grads):
+        """One update; returns a new ``{name: array}`` dict.
+
+        Parameters
+        ----------
+        params : dict of str to array
+        grads : dict of str to array or None
+            Same names and shapes as ``params``; a missing (or ``None``) entry leaves that
+            parameter and its state unchanged.
+
+        Returns
+        -------
+        new_params : dict of str to array
+            Every entry of ``params``, updated where a gradient was given.
+        """
+        unknown = sorted(set(grads) - set(params))
+        if unknown:
+            raise KeyError(f"grads has entries for unknown parameters {unknown}")
+        todo = [(k, params[k], grads[k]) for k in params if grads.get(k) is not None]
+        if not todo:
+            self.step_count += 1
+            return dict(params)
+        arrays = [a for _, p, g in todo for a in (p, g)]
+        names = [f"{w}[{k!r}]" for k, _, _ in todo for w in ("params", "grads")]
+        xp = namespace(*arrays, names=names)
+        lr = self.current_lr()
+        new = dict(params)
+        for k, p, g in todo:
+            if tuple(g.shape) != tuple(p.shape):
+                raise ValueError(
+                    f"grads[{k!r}] has shape {tuple(g.shape)}, but params[{k!r}] has "
+                    f"{tuple(p.shape)}"
+                )
+            state = self.state.get(k)
+            if state is None:
+                state = self._init_state(p, xp=xp)
+            new[k], self.state[k] = self._update(p, g, state, lr, xp=xp)
+        self.step_count += 1
+        return new
+
+    def state_dict(self):
+        """``{"step_count": int, "state": {name: {key: array or int}}}`` (arrays not copied)."""
+        return {"step_count": self.step_count, "state": {k: dict(v) for k, v in self.state.items()}}
+
+    def load_state_dict(self, state_dict):
+        """Restore what :meth:`state_dict` returned; returns ``self``."""
+        self.step_count = int(state_dict["step_count"])
+        self.state = {k: dict(v) for k, v in state_dict["state"].items()}
+        return self
+
+    def _init_state(self, p, *, xp):
+        return {}
+
+    def _update(self, p, g, state, lr, *, xp):
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional (Nesterov) momentum and L2 weight decay.
+
+    ``g += wd * p``; ``b = g`` on the first step, else ``b = mu * b + (1 - dampening) * g``;
+    ``g = g + mu * b`` (Nesterov) or ``g = b``; ``p -= lr * g``.
+    """
+
+    def __init__(self, lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
+        super().__init__(lr)
+        self.momentum = _check_nonneg("momentum", momentum)
+        self.dampening = float(dampening)
+        self.weight_decay = _check_nonneg("weight_decay", weight_decay)
+        if nesterov and (self.momentum <= 0 or self.dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        self.nesterov = bool(nesterov)
+
+    def _update(self, p, g, state, lr, *, xp):
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        if self.momentum:
+            b = state.get("momentum_buffer")
+            # torch starts the buffer at the first gradient itself, without dampening
+            b = g if b is None else self.momentum * b + (1 - self.dampening) * g
+            state = {"momentum_buffer": b}
+            g = g + self.momentum * b if self.nesterov else b
+        return p - lr * g, state
+
+
+class Adagrad(Optimizer):
+    """Adagrad: per-element step ``lr / (1 + (t - 1) * lr_decay) / (sqrt(sum g^2) + eps)``."""
+
+    def __init__(
+        self, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10
+    ):
+        super().__init__(lr)
+        self.lr_decay = _check_nonneg("lr_decay", lr_decay)
+        self.weight_decay = _check_nonneg("weight_decay", weight_decay)
+        self.initial_accumulator_value = _check_nonneg(
+            "initial_accumulator_value", initial_accumulator_value
+        )
+        self.eps = _check_nonneg("epsilon", eps)
+
+    def _init_state(self, p, *, xp):
+        return {"step": 0, "sum": xp.full_like(p, self.initial_accumulator_value)}
+
+    def _update(self, p, g, state, lr, *, xp):
+        t = state["step"] + 1
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        clr = lr / (1 + (t - 1) * self.lr_decay)
+        s = state["sum"] + g * g
+        return p - clr * (g / (xp.sqrt(s) + self.eps)), {"step": t, "sum": s}
+
+
+class Adam(Optimizer):
+    """Adam with bias correction and L2 weight decay added to the gradient (``torch.optim.Adam``).
+
+    ``m = b1 m + (1 - b1) g``; ``v = b2 v + (1 - b2) g^2``;
+    ``p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``.
+    """
+
+    decoupled = False  # AdamW: decay the parameter itself instead of adding wd * p to g
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(lr)
+        self.betas = _check_betas(betas)
+        self.eps = _check_nonneg("epsilon", eps)
+        self.weight_decay = _check_nonneg("weight_decay", weight_decay)
+
+    def _init_state(self, p, *, xp):
+        return {"step": 0, "exp_avg": xp.zeros_like(p), "exp_avg_sq": xp.zeros_like(p)}
+
+    def _update(self, p, g, state, lr, *, xp):
+        b1, b2 = self.betas
+        t = state["step"] + 1
+        if self.weight_decay:
+            if self.decoupled:
+                p = p * (1 - lr * self.weight_decay)
+            else:
+                g = g + self.weight_decay * p
+        m = state["exp_avg"] + (1 - b1) * (g - state["exp_avg"])  # torch's lerp form
+        v = b2 * state["exp_avg_sq"] + (1 - b2) * (g * g)
+        step_size = lr / (1 - b1**t)
+        denom = xp.sqrt(v) / math.sqrt(1 - b2**t) + self.eps
+        return p - step_size * (m / denom), {"step": t, "exp_avg": m, "exp_avg_sq": v}
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay: ``p *= 1 - lr * wd`` before the Adam step."""
+
+    decoupled = True
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+        super().__init__(lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+
+# -- learning-rate schedules -------------------------------------------------------------------
+
+
+def step_decay(lr, step_size, gamma=0.1):
+    """``lr * gamma ** (step // step_size)``, like ``torch.optim.lr_scheduler.StepLR``.
+
+    Returns a callable ``schedule(step) -> float`` for the ``lr`` of any optimizer.
+    """
+    _check_lr(lr)
+    if isinstance(step_size, bool) or not isinstance(step_size, numbers.Integral) or step_size < 1:
+        raise ValueError(f"Invalid step_size: expected a positive int, got {step_size!r}")
+    _check_nonneg("gamma", gamma)
+
+    def schedule(step):
+        return lr * gamma ** (step // step_size)
+
+    return schedule
+
+
+def cosine_decay(lr, total_steps, warmup=0, min_lr=0.0):
+    """Linear warm-up then cosine decay from ``lr`` to ``min_lr`` over ``total_steps``.
+
+    ``lr * (step + 1) / warmup`` for ``step < warmup`` (so step 0 already moves), then
+    ``min_lr + (lr - min_lr) * (1 + cos(pi * k / K)) / 2`` with ``k = step - warmup`` and
+    ``K = total_steps - warmup`` (``torch.optim.lr_scheduler.CosineAnnealingLR``), and
+    ``min_lr`` from ``total_steps`` on. Returns a callable ``schedule(step) -> float``.
+    """
+    _check_lr(lr)
+    for name, n, least in (("total_steps", total_steps, 1), ("warmup", warmup, 0)):
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < least:
+            raise ValueError(f"Invalid {name}: expected an int >= {least}, got {n!r}")
+    if warmup >= total_steps:
+        raise ValueError(f"Invalid warmup: must be below total_steps={total_steps}, got {warmup}")
+    _check(_is_number(min_lr) and 0 <= min_lr <= lr, "min_lr", min_lr)
+
+    def schedule(step):
+        if step < warmup:
+            return lr * (step + 1) / warmup
+        k = min(step - warmup, total_steps - warmup)
+        return min_lr + (lr - min_lr) * (1 + math.cos(math.pi * k / (total_steps - warmup))) / 2
+
+    return schedule
