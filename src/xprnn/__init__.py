@@ -5,6 +5,7 @@ tensors and array-api-strict arrays through the same code.
 """
 
 from . import batching, models, optim, readers, text
+from .checkpoint import load, save
 from .clip import clip_grad_norm
 from .dropout import Dropout
 from .embedding import Embedding
@@ -17,7 +18,7 @@ from .train import History, TrainingDiverged, evaluate, fit
 __all__ = [
     "RNN", "LSTM", "GRU", "Linear", "Embedding", "Dropout",
     "softmax", "log_softmax", "softmax_cross_entropy", "mse_loss", "clip_grad_norm",
-    "SequenceClassifier", "LanguageModel", "fit", "evaluate", "History", "TrainingDiverged",
+    "SequenceClassifier", "LanguageModel", "save", "load", "fit", "evaluate", "History", "TrainingDiverged",
     "batching", "models", "optim", "readers", "text",
 ]
 __version__ = "0.1.0"

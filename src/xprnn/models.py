@@ -12,6 +12,7 @@ import numpy as np
 from ._backend import from_numpy, namespace, to_numpy
 from ._module import Module
 from ._random import Generator
+from .checkpoint import save as _save_checkpoint
 from .dropout import _check_p, dropout, dropout_backward
 from .embedding import Embedding
 from .linear import Linear, linear, linear_backward
@@ -48,6 +49,7 @@ class _RNNModel(Module):
     def _build(self, config, vocab_size, embedding_dim, hidden_size, cell, num_layers,
                bidirectional, dropout, padding_idx, kw):
         self.config = config
+        self.meta = {}  # JSON-able extras saved with the weights (vocabulary, classes, ...)
         self.p_drop = _check_p(dropout)
         seed = kw.pop("seed", None)
         seeds = np.random.SeedSequence(seed).generate_state(4)
@@ -73,6 +75,10 @@ class _RNNModel(Module):
 
     def _rnn_grads(self, grads, g):
         grads.update({f"rnn.{k}": v for k, v in g.items()})
+
+    def save(self, path):
+        """Write a checkpoint directory; see :func:`xprnn.checkpoint.save`."""
+        return _save_checkpoint(self, path)
 
     def extra_repr(self):
         return ", ".join(f"{k}={v!r}" for k, v in self.config.items())

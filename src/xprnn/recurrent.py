@@ -81,7 +81,10 @@ def _scan_backward(cell, caches, d_out, dstate, W_hh, mask, *, xp):
             dxw, dgh, dstate = cell.step_backward((dh,) + tuple(dstate[1:]), caches[t], W_hh, xp=xp)
         dxws.append(dxw)
         dghs.append(dgh)
-    return xp.stack(dxws[::-1]), xp.stack(dghs[::-1]), dstate
+    dxw = xp.stack(dxws[::-1])
+    # RNN and LSTM: the two gradients are the same arrays; stack them once
+    same = all(a is b for a, b in zip(dxws, dghs))
+    return dxw, (dxw if same else xp.stack(dghs[::-1])), dstate
 
 
 def direction_forward(cell, p, x, state0, mask, rev, reverse, *, xp):
@@ -148,11 +151,12 @@ def direction_backward(cache, d_out, d_state, *, xp):
     dxw2 = xp.reshape(dxw, (T * B, GH))
     dgh2 = xp.reshape(dgh, (T * B, GH))
     # weight gradients summed over all steps, each in one large product
+    db_ih = None if p["b_ih"] is None else xp.sum(dxw2, axis=0)
     grads = {
         "W_ih": xp.matrix_transpose(dxw2) @ xp.reshape(x, (T * B, I)),
         "W_hh": xp.matrix_transpose(dgh2) @ xp.reshape(h_prev, (T * B, h_prev.shape[-1])),
-        "b_ih": None if p["b_ih"] is None else xp.sum(dxw2, axis=0),
-        "b_hh": None if p["b_hh"] is None else xp.sum(dgh2, axis=0),
+        "b_ih": db_ih,
+        "b_hh": None if p["b_hh"] is None else (db_ih if dgh is dxw else xp.sum(dgh2, axis=0)),
     }
     dx = xp.reshape(dxw2 @ p["W_ih"], (T, B, I))
     if reverse:
