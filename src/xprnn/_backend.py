@@ -146,4 +146,7 @@ def check_float(x, name, xp, dtype=None):
     if not xp.isdtype(x.dtype, "real floating"):
         raise TypeError(f"{name} must be a floating-point array, got dtype {x.dtype}")
     if dtype is not None and x.dtype != dtype:
-        raise TypeError(f"{name} has dtype {x.dtype} but the parameters are {dtype}; cast one")
+        raise TypeError(
+            f"{name} has dtype {dtype_name(x.dtype)} but the parameters are {dtype_name(dtype)}; "
+            "cast one to the other"
+        )

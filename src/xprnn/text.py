@@ -124,6 +124,9 @@ class Vocabulary:
     def build(cls, token_lists, min_freq=1, max_size=None, specials=(PAD, UNK)):
         """Count tokens and keep the frequent ones, most frequent first.
 
+        Ties in frequency are broken alphabetically, so the result does not depend on the order
+        in which texts were seen.
+
         Parameters
         ----------
         token_lists : iterable of iterable of str
@@ -135,9 +138,6 @@ class Vocabulary:
         specials : sequence of str
             Put first, in this order (so ``<pad>`` = 0, ``<unk>`` = 1 by default); use ``()``
             or ``("<pad>",)`` for character vocabularies.
-
-        Ties in frequency are broken alphabetically, so the result does not depend on the order
-        in which texts were seen.
         """
         if isinstance(token_lists, str):
             raise TypeError("token_lists must be an iterable of token lists, got one str")
