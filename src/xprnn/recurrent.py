@@ -46,13 +46,15 @@ def _reverse(a, rev, *, xp):
     return xp.reshape(xp.take(xp.reshape(a, (T * B, F)), rev, axis=0), (T, B, F))
 
 
-def _scan(cell, xw, state, stepw, mask, *, xp):
-    """Run ``cell.step`` over time. Returns outputs ``(T, B, H)``, the final state, the
-    per-step caches and the states entering each step."""
+def _scan(cell, xw, state, fw, mask, keep, *, xp):
+    """Run ``cell.step`` over time. Returns outputs ``(T, B, H)``, the final state, and (when
+    ``keep``, for backward) the per-step caches and the states entering each step."""
     outs, caches, prev = [], [], []
     for t in range(xw.shape[0]):
-        prev.append(state)
-        new, cache = cell.step(xw[t, ...], state, stepw, xp=xp)
+        new, cache = cell.step(xw[t, ...], state, fw, xp=xp)
+        if keep:
+            prev.append(state)
+            caches.append(cache)
         if mask is not None:
             # padded step: keep the state, emit zeros
             m = mask[t, ...]
@@ -60,12 +62,11 @@ def _scan(cell, xw, state, stepw, mask, *, xp):
             outs.append(xp.where(m, new[0], 0.0))
         else:
             outs.append(new[0])
-        caches.append(cache)
         state = new
     return xp.stack(outs), state, caches, prev
 
 
-def _scan_backward(cell, caches, d_out, dstate, W_hh, mask, *, xp):
+def _scan_backward(cell, caches, d_out, dstate, bw, mask, *, xp):
     """BPTT over the caches of :func:`_scan`. Returns ``dxw``, ``dgh`` ``(T, B, G*H)`` and the
     gradient of the initial state."""
     dxws, dghs = [], []
@@ -75,10 +76,10 @@ def _scan_backward(cell, caches, d_out, dstate, W_hh, mask, *, xp):
             # a padded step passed the state through untouched and its output was constant zero
             m = mask[t, ...]
             step_in = (xp.where(m, dh, 0.0),) + tuple(xp.where(m, d, 0.0) for d in dstate[1:])
-            dxw, dgh, dprev = cell.step_backward(step_in, caches[t], W_hh, xp=xp)
+            dxw, dgh, dprev = cell.step_backward(step_in, caches[t], bw, xp=xp)
             dstate = tuple(xp.where(m, dp, d) for dp, d in zip(dprev, dstate))
         else:
-            dxw, dgh, dstate = cell.step_backward((dh,) + tuple(dstate[1:]), caches[t], W_hh, xp=xp)
+            dxw, dgh, dstate = cell.step_backward((dh,) + tuple(dstate[1:]), caches[t], bw, xp=xp)
         dxws.append(dxw)
         dghs.append(dgh)
     dxw = xp.stack(dxws[::-1])
@@ -87,7 +88,7 @@ def _scan_backward(cell, caches, d_out, dstate, W_hh, mask, *, xp):
     return dxw, (dxw if same else xp.stack(dghs[::-1])), dstate
 
 
-def direction_forward(cell, p, x, state0, mask, rev, reverse, *, xp):
+def direction_forward(cell, p, x, state0, mask, rev, reverse, keep=True, *, xp):
     """One layer, one direction.
 
     Parameters
@@ -101,28 +102,32 @@ def direction_forward(cell, p, x, state0, mask, rev, reverse, *, xp):
     rev : gather index from :func:`reverse_index` or None
     reverse : bool
         Run from each row's last valid step back to the first.
+    keep : bool
+        Keep what :func:`direction_backward` needs (False for inference: no cache).
 
     Returns
     -------
     out : array (T, B, H)
     state : tuple of arrays (B, H)
         The state after each row's last valid step.
-    cache : tuple, for :func:`direction_backward`
+    cache : tuple for :func:`direction_backward`, or None when not ``keep``
     """
     T, B, I = x.shape
     if reverse:
         x = _reverse(x, rev, xp=xp)
-    W_in, b_in, stepw = cell.prepare(p["W_ih"], p["W_hh"], p["b_ih"], p["b_hh"], xp=xp)
+    W_in, b_in, fw, bw = cell.prepare(p["W_ih"], p["W_hh"], p["b_ih"], p["b_hh"], xp=xp)
     # the input projection of every step in one matrix product
     xw = xp.reshape(x, (T * B, I)) @ W_in
     if b_in is not None:
         xw = xw + b_in
     xw = xp.reshape(xw, (T, B, W_in.shape[1]))
-    out, state, caches, prev = _scan(cell, xw, state0, stepw, mask, xp=xp)
-    h_prev = xp.stack([s[0] for s in prev])
+    out, state, caches, prev = _scan(cell, xw, state0, fw, mask, keep, xp=xp)
     if reverse:
         out = _reverse(out, rev, xp=xp)
-    return out, state, (cell, p, x, caches, h_prev, mask, rev, reverse)
+    if not keep:
+        return out, state, None
+    h_prev = xp.stack([s[0] for s in prev])
+    return out, state, (cell, p, bw, x, caches, h_prev, mask, rev, reverse)
 
 
 def direction_backward(cache, d_out, d_state, *, xp):
@@ -142,11 +147,11 @@ def direction_backward(cache, d_out, d_state, *, xp):
     dstate0 : tuple of arrays (B, H)
     grads : dict with ``W_ih``, ``W_hh``, ``b_ih``, ``b_hh`` (biases None if absent)
     """
-    cell, p, x, caches, h_prev, mask, rev, reverse = cache
+    cell, p, bw, x, caches, h_prev, mask, rev, reverse = cache
     T, B, I = x.shape
     if reverse:
         d_out = _reverse(d_out, rev, xp=xp)
-    dxw, dgh, dstate0 = _scan_backward(cell, caches, d_out, d_state, p["W_hh"], mask, xp=xp)
+    dxw, dgh, dstate0 = _scan_backward(cell, caches, d_out, d_state, bw, mask, xp=xp)
     GH = dxw.shape[-1]
     dxw2 = xp.reshape(dxw, (T * B, GH))
     dgh2 = xp.reshape(dgh, (T * B, GH))

@@ -161,7 +161,7 @@ class _RNNBase(Module):
         return xp.asarray(n.astype(np.int64), device=self.device)
 
     # -- forward / backward -----------------------------------------------------------------
-    def forward(self, x, h0=None, lengths=None):
+    def forward(self, x, h0=None, lengths=None, *, keep=True):
         """Run the layer and keep what backward needs.
 
         Parameters
@@ -173,12 +173,15 @@ class _RNNBase(Module):
         lengths : sequence of int (B,), optional
             Valid steps per row. Padded steps leave the state untouched and output zeros; the
             reverse direction starts at each row's last valid step.
+        keep : bool
+            Keep the cache for :meth:`backward`; ``False`` (what ``layer(x)`` does) saves the
+            memory and time when only the outputs are wanted.
 
         Returns
         -------
         out : array (T, B, num_directions * hidden_size) (batch-first/unbatched like ``x``)
         h_n : array (num_layers * num_directions, B, hidden_size); LSTM: pair ``(h_n, c_n)``
-        cache : object to pass to :meth:`backward`
+        cache : object to pass to :meth:`backward` (None when not ``keep``)
         """
         xp, x, init, lengths, unbatched = self._check(x, h0, lengths)
         T = x.shape[0]
@@ -199,7 +202,7 @@ class _RNNBase(Module):
                 state0 = tuple(s[k, ...] for s in init)
                 p = self._direction_params(layer, sfx)
                 out, state, c = direction_forward(
-                    self.cell, p, inp, state0, mask, rev, d == 1, xp=xp
+                    self.cell, p, inp, state0, mask, rev, d == 1, keep, xp=xp
                 )
                 outs.append(out)
                 caches.append(c)
@@ -213,7 +216,7 @@ class _RNNBase(Module):
         elif self.batch_first:
             out = xp.permute_dims(out, (1, 0, 2))
         h_n = tuple(h_n) if ns == 2 else h_n[0]
-        return out, h_n, (xp, caches, masks, unbatched, x.shape)
+        return out, h_n, ((xp, caches, masks, unbatched, x.shape) if keep else None)
 
     def backward(self, cache, d_out, d_h_n=None):
         """Backpropagation through time over the whole sequence.
@@ -272,7 +275,7 @@ class _RNNBase(Module):
 
     def __call__(self, x, h0=None, lengths=None):
         """``out, h_n = layer(x, h0=None, lengths=None)``; see :meth:`forward`."""
-        out, h_n, _ = self.forward(x, h0, lengths)
+        out, h_n, _ = self.forward(x, h0, lengths, keep=False)
         return out, h_n
 
 
