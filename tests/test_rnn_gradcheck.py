@@ -71,7 +71,7 @@ def test_backward_matches_finite_differences(xp, asarray, cell, layers, bidir, w
     original = dict(layer.params)
     assert set(grads) == set(layer.state_dict())
     for name, p in original.items():
-        def f(v, name=name):
+        def f(v, name=name, p=p):
             layer.params[name] = asarray(v)
             try:
                 return loss(asarray(x), state(h0))

@@ -18,7 +18,8 @@ from .train import History, TrainingDiverged, evaluate, fit
 __all__ = [
     "RNN", "LSTM", "GRU", "Linear", "Embedding", "Dropout",
     "softmax", "log_softmax", "softmax_cross_entropy", "mse_loss", "clip_grad_norm",
-    "SequenceClassifier", "LanguageModel", "save", "load", "fit", "evaluate", "History", "TrainingDiverged",
+    "SequenceClassifier", "LanguageModel", "save", "load",
+    "fit", "evaluate", "History", "TrainingDiverged",
     "batching", "models", "optim", "readers", "text",
 ]
 __version__ = "0.1.0"

@@ -55,7 +55,9 @@ def namespace(*arrays, names=None):
     present = [(n, a) for n, a in zip(names, arrays) if a is not None]
     for n, a in present:
         if not is_array_api_obj(a):
-            raise TypeError(f"{n} must be an array (NumPy, CuPy, torch, ...), got {type(a).__name__}")
+            raise TypeError(
+                f"{n} must be an array (NumPy, CuPy, torch, ...), got {type(a).__name__}"
+            )
     try:
         xp = array_namespace(*(a for _, a in present))
     except TypeError:
@@ -78,8 +80,8 @@ def namespace(*arrays, names=None):
 def resolve(target, device=None):
     """Turn a module, namespace or array into ``(xp, device)``.
 
-    ``target`` may be ``numpy``, ``cupy``, ``torch``, ``array_api_strict``, a compat namespace, or an
-    array whose namespace and device are taken. ``None`` means NumPy on the CPU.
+    ``target`` may be ``numpy``, ``cupy``, ``torch``, ``array_api_strict``, a compat namespace,
+    or an array whose namespace and device are taken. ``None`` means NumPy on the CPU.
     """
     if target is None:
         target = np

@@ -13,7 +13,7 @@ __all__ = ["Linear", "linear", "linear_backward"]
 
 
 def linear(x, W, b, *, xp):
-    """``y = x @ W.T + b`` over the last axis: x ``(..., in)``, W ``(out, in)`` -> ``(..., out)``."""
+    """``y = x @ W.T + b`` on the last axis: x ``(..., in)``, W ``(out, in)`` -> ``(..., out)``."""
     y = x @ xp.matrix_transpose(W)
     return y if b is None else y + b
 

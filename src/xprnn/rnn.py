@@ -237,7 +237,10 @@ class _RNNBase(Module):
         D, ns, H = self.num_directions, self.cell.num_states, self.hidden_size
         LD = self.num_layers * D
         zeros = xp.zeros((LD, B, H), dtype=self.dtype, device=self.device)
-        d_final = list(d_h_n) if isinstance(d_h_n, tuple) else [d_h_n] * (ns if d_h_n is None else 1)
+        if isinstance(d_h_n, tuple):
+            d_final = list(d_h_n)
+        else:
+            d_final = [d_h_n] * (ns if d_h_n is None else 1)
         d_final = [zeros if d is None else (d[:, None, :] if unbatched else d) for d in d_final]
         if d_out is None:
             d_out = xp.zeros((T, B, D * H), dtype=self.dtype, device=self.device)

@@ -103,7 +103,7 @@ def evaluate(model, batches):
                 loss, _ = softmax_cross_entropy(logits, labels)
                 hit = model.xp.argmax(logits, axis=-1) == labels
                 correct += int(model.xp.sum(model.xp.astype(hit, model.xp.int64)))
-                k = len(labels)
+                k = int(labels.shape[0])  # (array-api-strict arrays have no len())
             total += float(loss) * k
             n += k
     finally:
@@ -118,7 +118,7 @@ def evaluate(model, batches):
 
 
 def fit(model, train, optimizer, epochs=1, *, valid=None, clip=None, patience=None,
-        checkpoint=None, restore_best=True, progress=True, log=print):
+        checkpoint=None, restore_best=True, progress=True, log=print, deadline=None):
     """Train ``model`` for up to ``epochs`` passes over ``train``.
 
     Parameters
@@ -142,6 +142,10 @@ def fit(model, train, optimizer, epochs=1, *, valid=None, clip=None, patience=No
         Show a tqdm progress bar with the running loss and tokens per second.
     log : callable or None
         Called with one summary line per epoch.
+    deadline : float, optional
+        A :func:`time.monotonic` time. Checked after every batch: once it has passed, the
+        epoch ends there (it is recorded and validated as usual), training stops and
+        ``history.stop_reason`` says so.
 
     Returns
     -------
@@ -157,6 +161,9 @@ def fit(model, train, optimizer, epochs=1, *, valid=None, clip=None, patience=No
     best_score, best_params, since_best = None, None, 0
     good = model.state_dict()
     for epoch in range(1, int(epochs) + 1):
+        if deadline is not None and time.monotonic() >= deadline:
+            history.stop_reason = f"time limit reached before epoch {epoch}"
+            break
         model.train()
         t0, tokens, loss_sum, steps, state = time.perf_counter(), 0, 0.0, 0, None
         bar = tqdm(train, desc=f"epoch {epoch}/{epochs}", disable=not progress, leave=False,
@@ -186,6 +193,9 @@ def fit(model, train, optimizer, epochs=1, *, valid=None, clip=None, patience=No
             if progress:
                 bar.set_postfix(loss=f"{loss_sum / steps:.4f}",
                                 tok_s=f"{tokens / (time.perf_counter() - t0):.0f}")
+            if deadline is not None and time.monotonic() >= deadline:
+                history.stop_reason = f"time limit reached in epoch {epoch} after {steps} steps"
+                break
         bar.close()
         good = model.state_dict()
         seconds = time.perf_counter() - t0
@@ -205,6 +215,8 @@ def fit(model, train, optimizer, epochs=1, *, valid=None, clip=None, patience=No
         if log is not None:
             log("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                           for k, v in rec.items()))
+        if history.stop_reason is not None:  # the deadline passed during this epoch
+            break
         if patience is not None and valid is not None and since_best >= patience:
             history.stop_reason = f"no better validation score for {patience} epochs"
             break
