@@ -12,7 +12,9 @@ Shapes: ``T`` time steps, ``B`` batch, ``I`` input size, ``H`` hidden size, ``G`
 
 from __future__ import annotations
 
-__all__ = ["direction_forward", "direction_backward", "reverse_index", "length_mask"]
+__all__ = [
+    "direction_forward", "direction_backward", "reverse_index", "length_mask", "step_masks",
+]
 
 
 def length_mask(lengths, T, *, xp):
@@ -21,6 +23,17 @@ def length_mask(lengths, T, *, xp):
         return None
     t = xp.arange(T, device=lengths.device)
     return (t[:, None] < lengths[None, :])[:, :, None]
+
+
+def step_masks(lengths, T, *, xp):
+    """One ``(B, 1)`` mask per step, or ``None`` for a step where every row is valid: the first
+    ``min(lengths)`` steps, which in a batch bucketed by length are nearly all of them, skip the
+    masking passes. ``None`` without lengths."""
+    if lengths is None:
+        return None
+    mask = length_mask(lengths, T, xp=xp)
+    full = int(xp.min(lengths))
+    return [None] * full + [mask[t, ...] for t in range(full, T)]
 
 
 def reverse_index(lengths, T, *, xp):
@@ -46,7 +59,7 @@ def _reverse(a, rev, *, xp):
     return xp.reshape(xp.take(xp.reshape(a, (T * B, F)), rev, axis=0), (T, B, F))
 
 
-def _scan(cell, xw, state, fw, mask, keep, *, xp):
+def _scan(cell, xw, state, fw, masks, keep, *, xp):
     """Run ``cell.step`` over time. Returns outputs ``(T, B, H)``, the final state, and (when
     ``keep``, for backward) the per-step caches and the states entering each step."""
     outs, caches, prev = [], [], []
@@ -55,9 +68,9 @@ def _scan(cell, xw, state, fw, mask, keep, *, xp):
         if keep:
             prev.append(state)
             caches.append(cache)
-        if mask is not None:
-            # padded step: keep the state, emit zeros
-            m = mask[t, ...]
+        m = None if masks is None else masks[t]
+        if m is not None:
+            # padded rows: keep the state, emit zeros
             new = tuple(xp.where(m, s_new, s_old) for s_new, s_old in zip(new, state))
             outs.append(xp.where(m, new[0], 0.0))
         else:
@@ -66,15 +79,15 @@ def _scan(cell, xw, state, fw, mask, keep, *, xp):
     return xp.stack(outs), state, caches, prev
 
 
-def _scan_backward(cell, caches, d_out, dstate, bw, mask, *, xp):
+def _scan_backward(cell, caches, d_out, dstate, bw, masks, *, xp):
     """BPTT over the caches of :func:`_scan`. Returns ``dxw``, ``dgh`` ``(T, B, G*H)`` and the
     gradient of the initial state."""
     dxws, dghs = [], []
     for t in range(len(caches) - 1, -1, -1):
         dh = dstate[0] + d_out[t, ...]
-        if mask is not None:
-            # a padded step passed the state through untouched and its output was constant zero
-            m = mask[t, ...]
+        m = None if masks is None else masks[t]
+        if m is not None:
+            # a padded row passed the state through untouched and its output was constant zero
             step_in = (xp.where(m, dh, 0.0),) + tuple(xp.where(m, d, 0.0) for d in dstate[1:])
             dxw, dgh, dprev = cell.step_backward(step_in, caches[t], bw, xp=xp)
             dstate = tuple(xp.where(m, dp, d) for dp, d in zip(dprev, dstate))
@@ -88,7 +101,7 @@ def _scan_backward(cell, caches, d_out, dstate, bw, mask, *, xp):
     return dxw, (dxw if same else xp.stack(dghs[::-1])), dstate
 
 
-def direction_forward(cell, p, x, state0, mask, rev, reverse, keep=True, *, xp):
+def direction_forward(cell, p, x, state0, masks, rev, reverse, keep=True, *, xp):
     """One layer, one direction.
 
     Parameters
@@ -98,7 +111,7 @@ def direction_forward(cell, p, x, state0, mask, rev, reverse, keep=True, *, xp):
         ``W_ih (G*H, I)``, ``W_hh (G*H, H)``, ``b_ih``, ``b_hh`` (``(G*H,)`` or None).
     x : array (T, B, I)
     state0 : tuple of arrays (B, H)
-    mask : bool array (T, B, 1) or None
+    masks : list of T bool arrays (B, 1) or None (from :func:`step_masks`), or None
     rev : gather index from :func:`reverse_index` or None
     reverse : bool
         Run from each row's last valid step back to the first.
@@ -121,13 +134,13 @@ def direction_forward(cell, p, x, state0, mask, rev, reverse, keep=True, *, xp):
     if b_in is not None:
         xw = xw + b_in
     xw = xp.reshape(xw, (T, B, W_in.shape[1]))
-    out, state, caches, prev = _scan(cell, xw, state0, fw, mask, keep, xp=xp)
+    out, state, caches, prev = _scan(cell, xw, state0, fw, masks, keep, xp=xp)
     if reverse:
         out = _reverse(out, rev, xp=xp)
     if not keep:
         return out, state, None
     h_prev = xp.stack([s[0] for s in prev])
-    return out, state, (cell, p, bw, x, caches, h_prev, mask, rev, reverse)
+    return out, state, (cell, p, bw, x, caches, h_prev, masks, rev, reverse)
 
 
 def direction_backward(cache, d_out, d_state, *, xp):
@@ -147,11 +160,11 @@ def direction_backward(cache, d_out, d_state, *, xp):
     dstate0 : tuple of arrays (B, H)
     grads : dict with ``W_ih``, ``W_hh``, ``b_ih``, ``b_hh`` (biases None if absent)
     """
-    cell, p, bw, x, caches, h_prev, mask, rev, reverse = cache
+    cell, p, bw, x, caches, h_prev, masks, rev, reverse = cache
     T, B, I = x.shape
     if reverse:
         d_out = _reverse(d_out, rev, xp=xp)
-    dxw, dgh, dstate0 = _scan_backward(cell, caches, d_out, d_state, bw, mask, xp=xp)
+    dxw, dgh, dstate0 = _scan_backward(cell, caches, d_out, d_state, bw, masks, xp=xp)
     GH = dxw.shape[-1]
     dxw2 = xp.reshape(dxw, (T * B, GH))
     dgh2 = xp.reshape(dgh, (T * B, GH))

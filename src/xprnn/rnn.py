@@ -16,7 +16,7 @@ from ._module import Module
 from ._random import Generator
 from .cells import CELLS
 from .dropout import _check_p, dropout, dropout_backward
-from .recurrent import direction_backward, direction_forward, length_mask, reverse_index
+from .recurrent import direction_backward, direction_forward, reverse_index, step_masks
 
 __all__ = ["RNN", "LSTM", "GRU"]
 
@@ -185,7 +185,7 @@ class _RNNBase(Module):
         """
         xp, x, init, lengths, unbatched = self._check(x, h0, lengths)
         T = x.shape[0]
-        mask = length_mask(lengths, T, xp=xp)
+        step_mask = step_masks(lengths, T, xp=xp)
         rev = reverse_index(lengths, T, xp=xp)
         D, ns = self.num_directions, self.cell.num_states
         finals = [[] for _ in range(ns)]
@@ -202,7 +202,7 @@ class _RNNBase(Module):
                 state0 = tuple(s[k, ...] for s in init)
                 p = self._direction_params(layer, sfx)
                 out, state, c = direction_forward(
-                    self.cell, p, inp, state0, mask, rev, d == 1, keep, xp=xp
+                    self.cell, p, inp, state0, step_mask, rev, d == 1, keep, xp=xp
                 )
                 outs.append(out)
                 caches.append(c)

@@ -1,0 +1,73 @@
+"""The ``xprnn`` command line.
+
+::
+
+    xprnn sentiment train [--data PATH] [--test PATH] [options] [--out DIR]
+    xprnn sentiment eval --model DIR --data PATH
+    xprnn sentiment predict --model DIR "text" ["text" ...]
+    xprnn lm train --text FILE --level char|word [options] [--out DIR]
+    xprnn lm generate --model DIR [--prompt TEXT] [--length N] [--temperature T]
+
+Every command takes ``--backend numpy|cupy|torch|array_api_strict``, ``--device`` and
+``--dtype``. :func:`main` returns the exit status: 0 on success, 2 for a user error (bad option,
+missing or malformed file, unknown label, ...), printed as ``xprnn: error: ...`` without a
+traceback, 1 when training diverges, 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import _lm, _sentiment
+from ._common import CLIError, HelpFormatter
+
+__all__ = ["main", "build_parser"]
+
+
+class _UsageError(Exception):
+    """argparse's complaint, raised instead of exiting so :func:`main` can return 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    # sub-parsers are built with type(parent), so they share the formatter and error()
+    def __init__(self, *args, **kw):
+        kw.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kw)
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        raise _UsageError(message)
+
+
+def build_parser():
+    """The ``xprnn`` argument parser (subcommands set ``run``, a function of the args)."""
+    from .. import __version__
+
+    parser = _Parser(prog="xprnn", description="Recurrent networks (RNN, LSTM, GRU) with "
+                     "hand-written BPTT on NumPy, CuPy, PyTorch or array-api-strict arrays.")
+    parser.add_argument("--version", action="version", version=f"xprnn {__version__}")
+    sub = parser.add_subparsers(dest="task", metavar="TASK", required=True)
+    _sentiment.add_parser(sub)
+    _lm.add_parser(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as e:
+        print(f"xprnn: error: {e}", file=sys.stderr)
+        return 2
+    except SystemExit as e:  # --help and --version exit through argparse
+        return e.code if isinstance(e.code, int) else 0
+    try:
+        return args.run(args)
+    except CLIError as e:
+        print(f"xprnn: error: {e}", file=sys.stderr)
+        return e.code
+    except KeyboardInterrupt:
+        print("xprnn: interrupted", file=sys.stderr)
+        return 130
