@@ -106,6 +106,10 @@ def _atomic_write(target: Path, write):
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         write(tmp)
+        # the safetensors writer re-creates the file as 0600; give it the usual permissions
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with open(tmp, "rb+") as f:  # fsync through any descriptor flushes the file's data
             os.fsync(f.fileno())
         os.replace(tmp, target)
