@@ -8,6 +8,7 @@ import importlib
 import json
 import math
 import sys
+import time
 from pathlib import Path
 
 __all__ = [
@@ -259,3 +260,25 @@ def say(args):
     stderr with ``--json``, which keeps stdout for the JSON result."""
     stream = sys.stderr if args.json else sys.stdout
     return lambda line: print(line, file=stream, flush=True)
+
+
+def train_and_save(model, train_b, valid_b, args, out, options, say, title):
+    """``fit`` with the options every train command shares (optimizer, clipping, patience, time
+    limit, best-model checkpoint in ``out``), then save the model and its history and learning
+    curve. Returns ``(history, seconds)``; a diverged run becomes a :class:`CLIError` (code 1)."""
+    from ..train import TrainingDiverged, fit
+
+    deadline = None if args.max_minutes is None else time.monotonic() + 60 * args.max_minutes
+    t0 = time.perf_counter()
+    try:
+        history = fit(model, train_b, make_optimizer(args.optimizer, args.lr), args.epochs,
+                      valid=valid_b, clip=args.clip or None, patience=args.patience,
+                      checkpoint=out if valid_b is not None else None,
+                      progress=progress_on(args), log=say, deadline=deadline)
+    except TrainingDiverged as e:
+        write_history(out, e.history, options, f"{title} (diverged)")
+        raise CLIError(f"{e}; try a smaller --lr or a --clip", code=1) from None
+    seconds = time.perf_counter() - t0
+    model.save(out)
+    write_history(out, history, options, title)
+    return history, seconds

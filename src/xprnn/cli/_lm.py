@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -137,7 +136,6 @@ def train(args):
     from ..models import LanguageModel
     from ..readers import read_text
     from ..text import UNK, Vocabulary
-    from ..train import TrainingDiverged, fit
 
     xp, device = c.backend_from_args(args)
     try:
@@ -187,20 +185,9 @@ def train(args):
         say(f"training on {train_ids.shape[0]:,} {unit}s ({n_valid:,} for validation), "
             f"vocabulary {len(vocab)}, "
             f"{model.num_parameters():,} parameters, {args.layers}x{args.cell} {args.hidden}")
-    deadline = None if args.max_minutes is None else time.monotonic() + 60 * args.max_minutes
-    t0 = time.perf_counter()
-    try:
-        history = fit(model, train_b, c.make_optimizer(args.optimizer, args.lr), args.epochs,
-                      valid=valid_b, clip=args.clip or None, patience=args.patience,
-                      checkpoint=out if valid_b is not None else None,
-                      progress=c.progress_on(args), log=say, deadline=deadline)
-    except TrainingDiverged as e:
-        c.write_history(out, e.history, options, "language model (diverged)")
-        raise CLIError(f"{e}; try a smaller --lr or a --clip", code=1) from None
-    seconds = time.perf_counter() - t0
-    model.save(out)
-    c.write_history(out, history, options, f"{args.level} LM: {args.layers}x{args.cell} "
-                                           f"{args.hidden}")
+    history, seconds = c.train_and_save(
+        model, train_b, valid_b, args, out, options, say,
+        f"{args.level} LM: {args.layers}x{args.cell} {args.hidden}")
     best = c.best_record(history)
     epochs, train_seconds, tps = c.throughput(history)
     loss = best.get("valid_loss")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -162,7 +161,7 @@ def _batches(seqs, y, args, shuffle):
 def train(args):
     from ..models import SequenceClassifier
     from ..text import Vocabulary
-    from ..train import TrainingDiverged, evaluate, fit
+    from ..train import evaluate
 
     xp, device = c.backend_from_args(args)
     texts, y, classes, test = _load_train_data(args)
@@ -205,19 +204,8 @@ def train(args):
             + (f", {len(dropped)} empty after tokenizing dropped" if dropped else "")
             + f"), vocabulary {len(vocab)}, {model.num_parameters():,} parameters, "
             f"{args.cell} {args.hidden} {args.pooling}-pooling")
-    deadline = None if args.max_minutes is None else time.monotonic() + 60 * args.max_minutes
-    t0 = time.perf_counter()
-    try:
-        history = fit(model, train_b, c.make_optimizer(args.optimizer, args.lr), args.epochs,
-                      valid=valid_b, clip=args.clip or None, patience=args.patience,
-                      checkpoint=out if valid_b is not None else None,
-                      progress=c.progress_on(args), log=say, deadline=deadline)
-    except TrainingDiverged as e:
-        c.write_history(out, e.history, options, "sentiment (diverged)")
-        raise CLIError(f"{e}; try a smaller --lr or a --clip", code=1) from None
-    seconds = time.perf_counter() - t0
-    model.save(out)
-    c.write_history(out, history, options, f"sentiment: {args.cell} {args.hidden}")
+    history, seconds = c.train_and_save(model, train_b, valid_b, args, out, options, say,
+                                        f"sentiment: {args.cell} {args.hidden}")
     best = c.best_record(history)
     epochs, train_seconds, tps = c.throughput(history)
     result = {"train_size": int(tr.size), "valid_size": int(va.size), "vocab_size": len(vocab),
