@@ -121,14 +121,15 @@ class SequenceClassifier(_RNNModel):
         self.fc = Linear(D * hidden_size, num_classes, seed=fc_seed, **kw)
         self.children["fc"] = self.fc
 
-    def forward(self, ids, lengths):
-        """``logits (B, num_classes), cache`` for token ids ``(B, T)`` and ``lengths (B,)``."""
+    def forward(self, ids, lengths, *, keep=True):
+        """``logits (B, num_classes), cache`` for token ids ``(B, T)`` and ``lengths (B,)``;
+        ``keep=False`` (evaluation) keeps no cache for backward."""
         ids = _ids(ids, self)
         xp = self.xp
         if ids.ndim != 2:
             raise ValueError(f"ids must have shape (batch, time), got {tuple(ids.shape)}")
         e, e_cache = self._embed(ids, xp)
-        out, h_n, r_cache = self.rnn.forward(e, lengths=lengths)  # checks the lengths
+        out, h_n, r_cache = self.rnn.forward(e, lengths=lengths, keep=keep)  # checks lengths
         mask = None
         if lengths is not None:
             n = from_numpy(np.asarray(to_numpy(lengths), dtype=np.int64), xp, self.device)
@@ -196,7 +197,7 @@ class SequenceClassifier(_RNNModel):
         mode = self.training
         self.eval()
         try:
-            return softmax(self.forward(ids, lengths)[0])
+            return softmax(self.forward(ids, lengths, keep=False)[0])
         finally:
             self.train(mode)
 
@@ -235,14 +236,15 @@ class LanguageModel(_RNNModel):
     def _decoder_weight(self):
         return self.embedding.params["weight"] if self.tie_weights else self.fc.params["weight"]
 
-    def forward(self, ids, state=None):
-        """``logits (B, T, V), state, cache`` for ids ``(B, T)``; ``state`` carries over chunks."""
+    def forward(self, ids, state=None, *, keep=True):
+        """``logits (B, T, V), state, cache`` for ids ``(B, T)``; ``state`` carries over chunks;
+        ``keep=False`` (evaluation, generation) keeps no cache for backward."""
         ids = _ids(ids, self)
         xp = self.xp
         if ids.ndim != 2:
             raise ValueError(f"ids must have shape (batch, time), got {tuple(ids.shape)}")
         e, e_cache = self._embed(ids, xp)
-        out, state, r_cache = self.rnn.forward(e, state)
+        out, state, r_cache = self.rnn.forward(e, state, keep=keep)
         out, o_mask = dropout(out, self.p_drop, self._rng, xp=xp, training=self.training)
         logits = linear(out, self._decoder_weight(), self.fc.params["bias"], xp=xp)
         return logits, state, (e_cache, r_cache, o_mask, out)
@@ -289,7 +291,7 @@ class LanguageModel(_RNNModel):
         mode = self.training
         self.eval()
         try:
-            logits, state, _ = self.forward([prompt])
+            logits, state, _ = self.forward([prompt], keep=False)
             new = []
             for _ in range(int(max_new_tokens)):
                 z = to_numpy(logits[0, -1, :]).astype(np.float64)
@@ -302,7 +304,7 @@ class LanguageModel(_RNNModel):
                     p = np.exp(z - z.max())
                     nxt = int(rng.choice(len(p), p=p / p.sum()))
                 new.append(nxt)
-                logits, state, _ = self.forward([[nxt]], state)
+                logits, state, _ = self.forward([[nxt]], state, keep=False)
             return new
         finally:
             self.train(mode)

@@ -93,12 +93,12 @@ def evaluate(model, batches):
     try:
         for batch in batches:
             if is_lm:
-                logits, state, _ = model.forward(batch[0], state)
+                logits, state, _ = model.forward(batch[0], state, keep=False)
                 loss, _ = softmax_cross_entropy(logits, _ids(batch[1], model, "targets"))
                 k = int(batch[1].size)
             else:
                 ids, lengths, labels = batch
-                logits, _ = model.forward(ids, lengths)
+                logits, _ = model.forward(ids, lengths, keep=False)
                 labels = _ids(labels, model, "labels")
                 loss, _ = softmax_cross_entropy(logits, labels)
                 hit = model.xp.argmax(logits, axis=-1) == labels
