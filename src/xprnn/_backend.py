@@ -131,7 +131,7 @@ def dtype_name(dtype) -> str:
             return name
     try:
         s = np.dtype(dtype).name
-    except TypeError:
+    except TypeError:  # not a NumPy dtype (a torch one, say): only the name checks above apply
         pass
     if s in _FLOAT_NAMES:
         return s

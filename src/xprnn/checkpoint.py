@@ -130,7 +130,7 @@ def _fsync_dir(directory: Path):
         return
     try:
         os.fsync(fd)
-    except OSError:
+    except OSError:  # some file systems cannot sync a directory; the file itself was synced
         pass
     finally:
         os.close(fd)
