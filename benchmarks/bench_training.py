@@ -40,7 +40,7 @@ def _time(model, batches, step):
     tokens, t0, state = 0, time.perf_counter(), None
     for batch in batches:
         loss, grads, state = step(model, batch, state)
-        model._assign(opt.step(model.state_dict(), grads))
+        model.update(opt.step(model.state_dict(), grads))
         tokens += batch[-1].size if len(batch) == 2 else int(batch[1].sum())
     return tokens, time.perf_counter() - t0
 

@@ -24,7 +24,7 @@ import hashlib
 import io
 from pathlib import Path
 
-from xprnn.readers import read_imdb
+from xprnn.text.readers import read_imdb
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "imdb" / "aclImdb_v1_train_test_text.tar.gz"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xprnn._backend import to_numpy
+from xprnn.backend import to_numpy
 
 
 def rel_error(a, b) -> float:

@@ -59,7 +59,7 @@ def xp(backend):
 @pytest.fixture
 def asarray(xp):
     """Move a NumPy array (built in the test) to the backend under test."""
-    from xprnn._backend import from_numpy
+    from xprnn.backend import from_numpy
 
     return lambda a, dtype=None: from_numpy(np.asarray(a), xp, dtype=dtype)
 

@@ -12,10 +12,10 @@ import safetensors
 import safetensors.numpy as st_numpy
 
 from xprnn import GRU, LSTM, RNN, Linear
-from xprnn._backend import backend_name, dtype_name, to_numpy
+from xprnn.backend import backend_name, dtype_name, to_numpy
 from xprnn.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load, save
-from xprnn.embedding import Embedding
 from xprnn.models import LanguageModel, SequenceClassifier
+from xprnn.nn.embedding import Embedding
 
 from ._helpers import rel_error
 
@@ -291,7 +291,7 @@ def test_foreign_safetensors_file(tmp_path):
 
 def test_save_errors(xp, tmp_path):
     model = _classifier(xp)
-    with pytest.raises(TypeError, match="save expects one of"):
+    with pytest.raises(TypeError, match="save expects an xprnn module"):
         save(object(), tmp_path / "x")
     model.meta = {"vocab": {"a", "b"}}  # a set is not JSON
     with pytest.raises(TypeError, match="model.meta must be JSON-serialisable"):

@@ -416,10 +416,10 @@ def test_help_exits_zero(capsys):
 
 
 def test_fit_deadline_stops_after_the_current_batch(xp):
-    from xprnn._backend import to_numpy
+    from xprnn.backend import to_numpy
     from xprnn.models import SequenceClassifier
     from xprnn.optim import Adam
-    from xprnn.train import fit
+    from xprnn.training import fit
 
     rng = np.random.default_rng(0)
     batch = (rng.integers(1, 10, size=(4, 5)), np.full(4, 5), np.array([0, 1, 0, 1]))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xprnn._backend import to_numpy
-from xprnn.clip import clip_grad_norm
+from xprnn.backend import to_numpy
+from xprnn.training.clip import clip_grad_norm
 
 from ._helpers import rel_error
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xprnn._backend import backend_name, to_numpy
-from xprnn._random import Generator
-from xprnn.dropout import Dropout, dropout, dropout_backward
+from xprnn.backend import backend_name, to_numpy
+from xprnn.backend.random import Generator
+from xprnn.nn.dropout import Dropout, dropout, dropout_backward
 
 from ._helpers import numeric_grad, rel_error
 
@@ -137,7 +137,8 @@ def test_layer_train_eval_and_backward(xp, asarray):
     x = asarray(np.ones((30, 20)))
     y, cache = layer.forward(x)
     dy = asarray(np.full((30, 20), 2.0))
-    dx = layer.backward(cache, dy)
+    dx, grads = layer.backward(cache, dy)
+    assert grads == {}
     m = to_numpy(cache)
     np.testing.assert_array_equal(to_numpy(y), m)
     np.testing.assert_array_equal(to_numpy(dx), 2.0 * m)
@@ -145,7 +146,7 @@ def test_layer_train_eval_and_backward(xp, asarray):
 
     layer.eval()
     y, cache = layer.forward(x)
-    assert y is x and cache is None and layer.backward(cache, dy) is dy
+    assert y is x and cache is None and layer.backward(cache, dy)[0] is dy
     layer.train()
     assert layer.training and not np.array_equal(to_numpy(layer(x)), m)  # stream moved on
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import xprnn
-from xprnn._backend import to_numpy
+from xprnn.backend import to_numpy
 
 from ._helpers import numeric_grad, rel_error
 

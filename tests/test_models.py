@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xprnn._backend import to_numpy
-from xprnn._random import Generator
+from xprnn.backend import to_numpy
+from xprnn.backend.random import Generator
 from xprnn.models import LanguageModel, SequenceClassifier
 from xprnn.optim import Adam
-from xprnn.train import evaluate, fit
+from xprnn.training import evaluate, fit
 
 from ._helpers import numeric_grad, rel_error
 
@@ -20,20 +20,20 @@ def _check_all_grads(model, loss_of, grads, asarray):
 
     Dropout masks are replayed by resetting every generator to its seed before each evaluation.
     """
-    seeds = [(m, m._rng.seed) for m in model._modules() if hasattr(m, "_rng")]
+    seeds = [(m, m.rng.seed) for m in model.modules() if hasattr(m, "rng")]
 
     def loss():
         for m, s in seeds:
-            m._rng = Generator(s)
+            m.rng = Generator(s)
         return float(loss_of())
 
     for name, p in model.state_dict().items():
         def f(v, name=name, p=p):
-            model._assign(dict(model.state_dict(), **{name: asarray(v)}))
+            model.update(dict(model.state_dict(), **{name: asarray(v)}))
             try:
                 return loss()
             finally:
-                model._assign(dict(model.state_dict(), **{name: p}))
+                model.update(dict(model.state_dict(), **{name: p}))
         # eps 1e-4: these gradients are ~1e-5, so a smaller step drowns in float64 round-off
         assert rel_error(grads[name], numeric_grad(f, to_numpy(p), eps=1e-4)) < 1e-6, name
 
@@ -48,9 +48,9 @@ def test_classifier_gradients(xp, asarray, pooling, cell, bidir):
     lengths = np.array([4, 2, 3])
     ids[1, 2:] = 0
     labels = np.array([0, 2, 1])
-    for m in model._modules():
-        if hasattr(m, "_rng"):
-            m._rng = Generator(m._rng.seed)
+    for m in model.modules():
+        if hasattr(m, "rng"):
+            m.rng = Generator(m.rng.seed)
     _, grads, _ = model.loss(ids, lengths, labels)
     _check_all_grads(model, lambda: model.loss(ids, lengths, labels)[0], grads, asarray)
 
@@ -62,9 +62,9 @@ def test_language_model_gradients(xp, asarray, tie):
     rng = np.random.default_rng(1)
     inputs, targets = rng.integers(0, 6, (2, 5)), rng.integers(0, 6, (2, 5))
     state0 = tuple(asarray(rng.standard_normal((2, 2, 4)) * 0.3) for _ in range(2))
-    for m in model._modules():
-        if hasattr(m, "_rng"):
-            m._rng = Generator(m._rng.seed)
+    for m in model.modules():
+        if hasattr(m, "rng"):
+            m.rng = Generator(m.rng.seed)
     _, grads, _ = model.loss(inputs, targets, state0)
     _check_all_grads(model, lambda: model.loss(inputs, targets, state0)[0], grads, asarray)
     assert ("fc.weight" in grads) != tie
@@ -151,7 +151,7 @@ def test_classifier_learns_to_remember_the_first_token(xp, backend):
 
 def test_language_model_memorises_a_text(xp, backend):
     _needs_fast_backend(backend)
-    from xprnn.batching import lm_batches
+    from xprnn.text.batching import lm_batches
 
     text = "the quick brown fox jumps over the lazy dog. " * 4
     chars = sorted(set(text))

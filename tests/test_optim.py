@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from xprnn._backend import to_numpy
+from xprnn.backend import to_numpy
 from xprnn.optim import SGD, Adagrad, Adam, AdamW, cosine_decay, step_decay
 
 from ._helpers import rel_error

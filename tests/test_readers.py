@@ -11,7 +11,7 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from xprnn.readers import (
+from xprnn.text.readers import (
     labels_to_ids,
     load_sample,
     read_csv,

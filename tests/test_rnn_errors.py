@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import xprnn
-from xprnn._backend import to_numpy
+from xprnn.backend import to_numpy
 
 
 def _x(asarray, shape=(4, 2, 3)):

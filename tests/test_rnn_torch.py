@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import xprnn
-from xprnn._backend import to_numpy
+from xprnn.backend import to_numpy
 
 torch = pytest.importorskip("torch", reason="PyTorch is not installed (torch session only)")
 pytestmark = pytest.mark.torch

@@ -8,8 +8,8 @@ import re
 import numpy as np
 import pytest
 
-from xprnn.batching import batches, lm_batches, pad_batch
 from xprnn.text import Vocabulary, english_stopwords, tokenize_chars, tokenize_words
+from xprnn.text.batching import batches, lm_batches, pad_batch
 
 # Reviews shown in the seed notebook (rows 1, 3, 4, 49995 and 49998 of its CSV, first sentences).
 NOTEBOOK = {

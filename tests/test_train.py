@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 import xprnn
-from xprnn._backend import to_numpy
-from xprnn.batching import batches
+from xprnn.backend import to_numpy
 from xprnn.models import SequenceClassifier
 from xprnn.optim import SGD, Adam
-from xprnn.train import TrainingDiverged, evaluate, fit
+from xprnn.text.batching import batches
+from xprnn.training import TrainingDiverged, evaluate, fit
 
 
 def _data(seed=0, n=64, T=6):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import xprnn
-from xprnn._backend import to_numpy
+from xprnn.backend import to_numpy
 
 C = [0.2, 0.4, 0.6]
 W_H = [[0.7, -0.1, 0.9], [-0.3, 0.6, -0.2], [0.4, 0.2, 0.5]]

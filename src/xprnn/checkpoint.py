@@ -25,7 +25,9 @@ import numpy as np
 import safetensors
 import safetensors.numpy as st_numpy
 
-from ._backend import dtype_name, resolve, to_numpy
+from ._version import __version__
+from .backend import dtype_name, resolve, to_numpy
+from .nn.module import Module
 
 __all__ = ["save", "load", "WEIGHTS_NAME", "CONFIG_NAME"]
 
@@ -37,51 +39,16 @@ FORMAT = "xprnn"
 # -- what can be saved -------------------------------------------------------------------------
 
 
-def _registry():
-    """Class name -> class for everything :func:`save` knows how to rebuild."""
-    # imported here, not at the top: models.py imports this module for ``Model.save``
-    from .embedding import Embedding
-    from .linear import Linear
-    from .models import MODELS
-    from .rnn import GRU, LSTM, RNN
-
-    layers = {c.__name__: c for c in (RNN, LSTM, GRU, Linear, Embedding)}
-    return {**layers, **MODELS}
-
-
-def _config(module):
-    """The constructor arguments (JSON-able, no backend ones) that rebuild ``module``'s shape."""
-    config = getattr(module, "config", None)
-    if config is not None:  # ready models record their own
-        return dict(config)
-    name = type(module).__name__
-    if name in ("RNN", "LSTM", "GRU"):
-        config = {k: getattr(module, k) for k in ("input_size", "hidden_size", "num_layers",
-                                                  "bias", "batch_first", "dropout",
-                                                  "bidirectional")}
-        if name == "RNN":
-            config["nonlinearity"] = module.nonlinearity
-        return config
-    if name == "Linear":
-        return {"in_features": module.in_features, "out_features": module.out_features,
-                "bias": "bias" in module.params}
-    # Embedding
-    return {"num_embeddings": module.num_embeddings, "embedding_dim": module.embedding_dim,
-            "padding_idx": module.padding_idx}
-
-
 def _header(model):
     """The metadata dict (str -> str) stored in the safetensors header."""
-    from . import __version__  # late: the package may still be importing when this module loads
-
     name = type(model).__name__
-    registry = _registry()
-    if registry.get(name) is not type(model):
-        raise TypeError(f"save expects one of {sorted(registry)}, got {type(model).__qualname__}")
+    if not isinstance(model, Module) or Module.registered(name) is not type(model):
+        raise TypeError(f"save expects an xprnn module (one of {sorted(Module.registered())}), "
+                        f"got {type(model).__qualname__}")
     meta = getattr(model, "meta", None) or {}
     if not isinstance(meta, dict):
         raise TypeError(f"model.meta must be a dict, got {type(meta).__name__}")
-    fields = {"config": _config(model), "meta": meta}
+    fields = {"config": model.config, "meta": meta}
     text = {}
     for key, value in fields.items():
         try:
@@ -141,8 +108,10 @@ def save(model, path):
 
     Parameters
     ----------
-    model : SequenceClassifier, LanguageModel, RNN, LSTM, GRU, Linear or Embedding
-        On any backend and device; weights are copied to the host as NumPy arrays.
+    model : Module
+        Any registered module (every public :class:`~xprnn.nn.module.Module` subclass registers
+        itself): a model or a layer, on any backend and device; weights are copied to the host
+        as NumPy arrays. Its ``config`` rebuilds it on :func:`load`.
         ``model.meta`` (a JSON-able dict, e.g. the vocabulary) is stored alongside.
     path : str or os.PathLike
         A directory, created if needed. ``model.safetensors`` is written first, then
@@ -199,11 +168,11 @@ def _parse_header(file, metadata):
     if metadata.get("format") != FORMAT:
         raise ValueError(f"{file}: not an xprnn checkpoint (metadata format is "
                          f"{metadata.get('format')!r}, expected {FORMAT!r})")
-    registry = _registry()
     name = metadata.get("class")
-    if name not in registry:
+    cls = Module.registered(name) if isinstance(name, str) else None
+    if cls is None:
         raise ValueError(f"{file}: unknown model class {name!r}; expected one of "
-                         f"{sorted(registry)}")
+                         f"{sorted(Module.registered())}")
     fields = {}
     for key in ("config", "meta"):
         try:
@@ -213,7 +182,7 @@ def _parse_header(file, metadata):
         if not isinstance(fields[key], dict):
             raise ValueError(f"{file}: metadata {key!r} must be a JSON object, "
                              f"got {type(fields[key]).__name__}")
-    return registry[name], fields["config"], fields["meta"]
+    return cls, fields["config"], fields["meta"]
 
 
 def _check_dtypes(file, tensors):

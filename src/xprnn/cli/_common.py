@@ -156,7 +156,7 @@ def _device(module, name, device):
 
 def backend_from_args(args):
     """``(module, device)`` for ``--backend``/``--device``, checked by building one array."""
-    from .._backend import resolve
+    from ..backend import resolve
 
     module = _import_backend(args.backend)
     device = _device(module, args.backend, args.device)
@@ -266,7 +266,7 @@ def train_and_save(model, train_b, valid_b, args, out, options, say, title):
     """``fit`` with the options every train command shares (optimizer, clipping, patience, time
     limit, best-model checkpoint in ``out``), then save the model and its history and learning
     curve. Returns ``(history, seconds)``; a diverged run becomes a :class:`CLIError` (code 1)."""
-    from ..train import TrainingDiverged, fit
+    from ..training import TrainingDiverged, fit
 
     deadline = None if args.max_minutes is None else time.monotonic() + 60 * args.max_minutes
     t0 = time.perf_counter()

@@ -103,7 +103,7 @@ class _Chunks:
     """Re-iterable :func:`xprnn.batching.lm_batches` (``fit`` runs one pass per epoch)."""
 
     def __init__(self, ids, batch_size, seq_len):
-        from ..batching import lm_batches
+        from ..text.batching import lm_batches
 
         self.ids, self.batch_size, self.seq_len = ids, batch_size, seq_len
         self._make = lm_batches
@@ -134,8 +134,8 @@ def _split(ids, fraction, batch_size):
 
 def train(args):
     from ..models import LanguageModel
-    from ..readers import read_text
     from ..text import UNK, Vocabulary
+    from ..text.readers import read_text
 
     xp, device = c.backend_from_args(args)
     try:

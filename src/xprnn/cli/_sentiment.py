@@ -117,7 +117,7 @@ def add_parser(sub):
 
 
 def _load_train_data(args):
-    from ..readers import labels_to_ids, load_sample
+    from ..text.readers import labels_to_ids, load_sample
 
     if args.data is None:
         texts, labels, test_texts, test_labels = load_sample()
@@ -152,7 +152,7 @@ def _split(n, fraction, seed):
 
 
 def _batches(seqs, y, args, shuffle):
-    from ..batching import batches
+    from ..text.batching import batches
 
     return batches(seqs, y, args.batch_size, shuffle=shuffle, seed=args.seed,
                    max_len=args.max_len, truncate=args.truncate)
@@ -161,7 +161,7 @@ def _batches(seqs, y, args, shuffle):
 def train(args):
     from ..models import SequenceClassifier
     from ..text import Vocabulary
-    from ..train import evaluate
+    from ..training import evaluate
 
     xp, device = c.backend_from_args(args)
     texts, y, classes, test = _load_train_data(args)
@@ -251,8 +251,8 @@ def _model_vocab(model):
 
 
 def evaluate(args):
-    from ..batching import batches
-    from ..train import evaluate as evaluate_model
+    from ..text.batching import batches
+    from ..training import evaluate as evaluate_model
 
     model = c.load_model(args, "sentiment")
     meta, vocab = model.meta, _model_vocab(model)
@@ -271,8 +271,8 @@ def evaluate(args):
 
 
 def predict(args):
-    from .._backend import to_numpy
-    from ..batching import pad_batch
+    from ..backend import to_numpy
+    from ..text.batching import pad_batch
 
     model = c.load_model(args, "sentiment")
     meta, vocab = model.meta, _model_vocab(model)

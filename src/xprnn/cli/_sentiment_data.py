@@ -35,7 +35,7 @@ def _column(text, default):
 
 def read_labelled(path, args, split, option):
     """``(texts, label names)`` from an aclImdb archive/folder or a CSV/TSV file."""
-    from .. import readers
+    from ..text import readers
 
     p = Path(path)
     imdb = p.is_dir() or readers._is_tar(p)
@@ -70,7 +70,7 @@ def read_labelled(path, args, split, option):
 
 
 def label_ids(labels, classes, option, where):
-    from ..readers import labels_to_ids
+    from ..text.readers import labels_to_ids
 
     try:
         return labels_to_ids(labels, classes)[0]

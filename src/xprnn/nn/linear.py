@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from ._backend import check_float, namespace
-from ._module import Module
+from ..backend import check_float, namespace
+from .module import Module
 
 __all__ = ["Linear", "linear", "linear_backward"]
 
@@ -50,7 +50,9 @@ class Linear(Module):
         params = {"weight": rng.uniform(-k, k, (self.out_features, self.in_features))}
         if bias:
             params["bias"] = rng.uniform(-k, k, (self.out_features,))
-        self._setup(params, xp=xp, device=device, dtype=dtype)
+        config = {"in_features": self.in_features, "out_features": self.out_features,
+                  "bias": bool(bias)}
+        self._setup(params, config=config, xp=xp, device=device, dtype=dtype)
 
     def extra_repr(self):
         return f"{self.in_features}, {self.out_features}, bias={'bias' in self.params}"

@@ -13,14 +13,22 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import NamedTuple
 
 import numpy as np
 
-from ._backend import check_float, device_of, namespace
-from ._module import Module
-from ._scatter import index_add
+from ..backend import check_float, device_of, index_add, namespace
+from .module import Module
 
-__all__ = ["embedding", "embedding_backward", "Embedding"]
+__all__ = ["embedding", "embedding_backward", "Embedding", "EmbeddingCache"]
+
+
+class EmbeddingCache(NamedTuple):
+    """What :func:`embedding_backward` needs from :func:`embedding`."""
+
+    ids: object  # flat integer ids (N,)
+    shape: tuple  # S, the shape of the ids
+    num_embeddings: int
 
 
 def _check_ids(ids, num_embeddings, *, xp):
@@ -48,14 +56,14 @@ def embedding(W, ids, *, xp):
     Returns
     -------
     y : array, shape S + (D,)
-    cache : tuple
+    cache : EmbeddingCache
         What :func:`embedding_backward` needs: the flat ids, ``S`` and ``V``.
     """
     flat = xp.reshape(ids, (-1,))
     if flat.dtype not in (xp.int32, xp.int64):  # torch's take accepts no other index dtype
         flat = xp.astype(flat, xp.int64)
     y = xp.reshape(xp.take(W, flat, axis=0), (*ids.shape, W.shape[1]))
-    return y, (flat, tuple(ids.shape), W.shape[0])
+    return y, EmbeddingCache(flat, tuple(ids.shape), W.shape[0])
 
 
 def embedding_backward(cache, dy, *, xp, padding_idx=None):
@@ -63,7 +71,7 @@ def embedding_backward(cache, dy, *, xp, padding_idx=None):
 
     Parameters
     ----------
-    cache : tuple from :func:`embedding`
+    cache : EmbeddingCache from :func:`embedding`
     dy : array, shape S + (D,)
     xp : namespace
     padding_idx : int, optional
@@ -134,7 +142,9 @@ class Embedding(Module):
         W = np.random.default_rng(seed).standard_normal((self.num_embeddings, embedding_dim))
         if padding_idx is not None:
             W[padding_idx] = 0.0
-        self._setup({"weight": W}, xp=xp, device=device, dtype=dtype)
+        config = {"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim,
+                  "padding_idx": padding_idx}
+        self._setup({"weight": W}, config=config, xp=xp, device=device, dtype=dtype)
 
     def forward(self, ids):
         """``(y, cache)``: ``y`` of shape ``ids.shape + (embedding_dim,)``."""
@@ -144,17 +154,21 @@ class Embedding(Module):
         return embedding(W, ids, xp=xp)
 
     def backward(self, cache, dy):
-        """``{"weight": dW}`` from the ``cache`` of :meth:`forward` and ``dy`` (shape of ``y``)."""
+        """``(None, {"weight": dW})`` from the ``cache`` of :meth:`forward` and ``dy`` (shape of
+        ``y``); like every module's backward, input gradient first (ids have none), then the
+        parameter gradients."""
         W = self.params["weight"]
         xp = namespace(dy, W, names=["dy", "weight"])
         check_float(dy, "dy", xp, W.dtype)
-        expected = (*cache[1], self.embedding_dim)
+        expected = (*cache.shape, self.embedding_dim)
         if tuple(dy.shape) != expected:
             raise ValueError(
                 f"dy must have the shape of the forward output ids.shape + (embedding_dim,) = "
                 f"{expected}, got {tuple(dy.shape)}"
             )
-        return {"weight": embedding_backward(cache, dy, xp=xp, padding_idx=self.padding_idx)}
+        # integer ids have no gradient: None in the input-gradient place of the backward pattern
+        return None, {"weight": embedding_backward(cache, dy, xp=xp,
+                                                   padding_idx=self.padding_idx)}
 
     def __call__(self, ids):
         return self.forward(ids)[0]

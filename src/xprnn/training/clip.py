@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 
-from ._backend import namespace
+from ..backend import namespace
 
 __all__ = ["clip_grad_norm"]
 

@@ -20,7 +20,7 @@ large running totals would otherwise lose the digits of small segments in float3
 
 from __future__ import annotations
 
-from ._backend import device_of
+from .namespace import device_of
 
 __all__ = ["index_add"]
 

@@ -1,8 +1,7 @@
-"""Backends: which namespace an array belongs to, moving arrays between backends, dtypes.
+"""Which namespace and device an array belongs to, and the float dtypes xprnn accepts.
 
 Everything in xprnn follows the arrays the user passes in. The namespace is found once at a
 public boundary with :func:`namespace` and handed down as ``xp``; the maths never imports NumPy.
-This module is the only place that knows about concrete libraries (to move data in and out).
 """
 
 from __future__ import annotations
@@ -15,8 +14,6 @@ __all__ = [
     "namespace",
     "resolve",
     "device_of",
-    "from_numpy",
-    "to_numpy",
     "as_dtype",
     "dtype_name",
     "check_float",
@@ -94,30 +91,6 @@ def resolve(target, device=None):
         )
     probe = target.asarray([0.0]) if device is None else target.asarray([0.0], device=device)
     return array_namespace(probe), device_of(probe)
-
-
-def from_numpy(a, xp, device=None, dtype=None):
-    """Copy a NumPy array (or anything NumPy can read) to backend ``xp`` on ``device``."""
-    a = np.asarray(a)
-    if dtype is not None:
-        a = a.astype(np.dtype(dtype_name(dtype)), copy=False)
-    # array-api-strict and cupy accept NumPy arrays directly; torch needs a writable,
-    # contiguous buffer (np.ascontiguousarray would turn 0-d arrays into 1-d).
-    if not (a.flags.c_contiguous and a.flags.writeable):
-        a = np.array(a, order="C", copy=True)
-    return xp.asarray(a, device=device) if device is not None else xp.asarray(a)
-
-
-def to_numpy(x):
-    """A NumPy copy of any supported array (CuPy and CUDA tensors are copied to the host)."""
-    if isinstance(x, np.ndarray):
-        return x
-    mod = type(x).__module__
-    if mod.startswith("cupy"):
-        return x.get()
-    if mod.startswith("torch"):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
 
 
 _FLOAT_NAMES = ("float32", "float64")

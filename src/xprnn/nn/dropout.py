@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import numbers
 
-from ._backend import check_float, device_of, namespace
-from ._module import Module
-from ._random import Generator
+from ..backend import Generator, check_float, device_of, namespace
+from .module import Module
 
-__all__ = ["dropout", "dropout_backward", "Dropout"]
+__all__ = ["dropout", "dropout_backward", "check_p", "Dropout"]
 
 
-def _check_p(p):
+def check_p(p):
     if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p < 1:
         raise ValueError(f"dropout probability p must be a number in [0, 1), got {p!r}")
     return float(p)
@@ -47,7 +46,7 @@ def dropout(x, p, rng, *, xp, training=True):
     mask : array, shape of ``x``, or None
         ``1 / (1 - p)`` where kept, ``0`` where dropped; ``None`` when dropout is off.
     """
-    p = _check_p(p)
+    p = check_p(p)
     if not training or p == 0.0:
         return x, None
     u = rng.uniform(x.shape, x.dtype, xp=xp, device=device_of(x))
@@ -78,10 +77,10 @@ class Dropout(Module):
     """
 
     def __init__(self, p=0.5, *, seed=None):
-        self.p = _check_p(p)
+        self.p = check_p(p)
         self.rng = Generator(seed)
         self.seed = self.rng.seed
-        self._setup({})
+        self._setup({}, config={"p": self.p})
 
     def forward(self, x):
         """``(y, cache)`` with ``y`` of the shape of ``x``; ``cache`` is the mask (or None)."""
@@ -90,8 +89,9 @@ class Dropout(Module):
         return dropout(x, self.p, self.rng, xp=xp, training=self.training)
 
     def backward(self, cache, dy):
-        """``dx`` (shape of ``dy``) from the ``cache`` that :meth:`forward` returned."""
-        return dropout_backward(dy, cache)
+        """``(dx, {})`` from the ``cache`` that :meth:`forward` returned: the input gradient
+        (shape of ``dy``) and the parameter gradients (none), as every module's backward."""
+        return dropout_backward(dy, cache), {}
 
     def __call__(self, x):
         return self.forward(x)[0]

@@ -1,4 +1,4 @@
-"""Optimizers over dicts of arrays (SGD, Adagrad, Adam, AdamW) and learning-rate schedules.
+"""Optimizers over dicts of arrays: SGD, Adagrad, Adam, AdamW.
 
 Contract: ``new_params = opt.step(params, grads)`` takes ``{name: array}`` dicts and returns a
 *new* dict; no input array is modified. Parameters with no gradient (missing or ``None``) are
@@ -8,8 +8,10 @@ passed through untouched and their state does not advance, as in ``torch.optim``
 ``_update`` holds it, the base class the bookkeeping.
 
 ``lr`` is a float or a callable ``lr(step) -> float`` of the number of :meth:`Optimizer.step`
-calls made before (``0`` on the first step); :func:`step_decay` and :func:`cosine_decay` build
-such callables.
+calls made before (``0`` on the first step); :mod:`xprnn.optim.schedules` builds such callables.
+
+A step reaches a model through :meth:`xprnn.nn.Module.update`, on the device:
+``model.update(opt.step(model.state_dict(), grads))``.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from __future__ import annotations
 import math
 import numbers
 
-from ._backend import namespace
+from ..backend import namespace
 
-__all__ = ["Optimizer", "SGD", "Adagrad", "Adam", "AdamW", "step_decay", "cosine_decay"]
+__all__ = ["Optimizer", "SGD", "Adagrad", "Adam", "AdamW"]
 
 
 def _check(ok, what, value):
@@ -219,47 +221,3 @@ class AdamW(Adam):
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
         super().__init__(lr, betas=betas, eps=eps, weight_decay=weight_decay)
-
-
-# -- learning-rate schedules -------------------------------------------------------------------
-
-
-def step_decay(lr, step_size, gamma=0.1):
-    """``lr * gamma ** (step // step_size)``, like ``torch.optim.lr_scheduler.StepLR``.
-
-    Returns a callable ``schedule(step) -> float`` for the ``lr`` of any optimizer.
-    """
-    _check_lr(lr)
-    if isinstance(step_size, bool) or not isinstance(step_size, numbers.Integral) or step_size < 1:
-        raise ValueError(f"Invalid step_size: expected a positive int, got {step_size!r}")
-    _check_nonneg("gamma", gamma)
-
-    def schedule(step):
-        return lr * gamma ** (step // step_size)
-
-    return schedule
-
-
-def cosine_decay(lr, total_steps, warmup=0, min_lr=0.0):
-    """Linear warm-up then cosine decay from ``lr`` to ``min_lr`` over ``total_steps``.
-
-    ``lr * (step + 1) / warmup`` for ``step < warmup`` (so step 0 already moves), then
-    ``min_lr + (lr - min_lr) * (1 + cos(pi * k / K)) / 2`` with ``k = step - warmup`` and
-    ``K = total_steps - warmup`` (``torch.optim.lr_scheduler.CosineAnnealingLR``), and
-    ``min_lr`` from ``total_steps`` on. Returns a callable ``schedule(step) -> float``.
-    """
-    _check_lr(lr)
-    for name, n, least in (("total_steps", total_steps, 1), ("warmup", warmup, 0)):
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < least:
-            raise ValueError(f"Invalid {name}: expected an int >= {least}, got {n!r}")
-    if warmup >= total_steps:
-        raise ValueError(f"Invalid warmup: must be below total_steps={total_steps}, got {warmup}")
-    _check(_is_number(min_lr) and 0 <= min_lr <= lr, "min_lr", min_lr)
-
-    def schedule(step):
-        if step < warmup:
-            return lr * (step + 1) / warmup
-        k = min(step - warmup, total_steps - warmup)
-        return min_lr + (lr - min_lr) * (1 + math.cos(math.pi * k / (total_steps - warmup))) / 2
-
-    return schedule

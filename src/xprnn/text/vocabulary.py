@@ -1,7 +1,7 @@
-"""Text to integer ids: tokenizers and a vocabulary (batching is in :mod:`xprnn.batching`).
+"""Text to integer ids: tokenizers and a vocabulary (batching is in :mod:`xprnn.text.batching`).
 
 This is data handling, not maths: it works on Python lists and NumPy ``int64`` arrays, and a
-training loop moves each batch to its backend afterwards (``xprnn._backend.from_numpy``).
+training loop moves each batch to its backend afterwards (``xprnn.backend.from_numpy``).
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ import secrets
 import numpy as np
 from array_api_compat import is_cupy_namespace, is_numpy_namespace, is_torch_namespace
 
-from ._backend import as_dtype, backend_name, dtype_name, from_numpy, resolve
+from .namespace import as_dtype, backend_name, dtype_name, resolve
+from .transfer import from_numpy
 
 __all__ = ["Generator"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ._backend import check_float, namespace
+from ..backend import check_float, namespace
 
 __all__ = ["softmax", "log_softmax", "softmax_cross_entropy", "mse_loss"]
 

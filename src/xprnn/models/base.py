@@ -1,0 +1,73 @@
+"""What the ready models share: ``Embedding -> Recurrent -> head`` construction, token ids moved
+to the model's device, and the training protocol that :func:`xprnn.fit` relies on.
+
+The protocol (every model implements it, so the training step needs no ``isinstance``):
+
+- ``train_batch(batch, carry) -> (loss, grads, carry)``: loss (0-d array) and gradients keyed
+  like ``state_dict()`` for one batch; ``carry`` is what flows from batch to batch (the recurrent
+  state of a language model, ``None`` for a classifier);
+- ``eval_batch(batch, carry) -> (sums, count, carry)``: metric sums (floats) over ``count`` items;
+- ``metrics(sums, count) -> dict``: the final metrics (``loss`` and the model's own);
+- ``batch_tokens(batch) -> int``: tokens in a batch (for tokens/s);
+- ``selection``: ``(metric, "max" or "min")``, the validation metric that picks the best epoch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import Generator, from_numpy, namespace
+from ..checkpoint import save as _save_checkpoint
+from ..nn import Embedding, Recurrent, dropout, dropout_backward
+from ..nn.dropout import check_p
+from ..nn.module import Module
+
+__all__ = ["ids_on", "RNNModel"]
+
+
+def ids_on(model, ids, name="ids"):
+    """Token ids on ``model``'s backend and device: NumPy/list ids are moved there once,
+    backend arrays are checked to be on the same backend and device."""
+    if isinstance(ids, (list, tuple, np.ndarray)):
+        ids = from_numpy(np.asarray(ids, dtype=np.int64), model.xp, model.device)
+    namespace(ids, model.embedding.params["weight"], names=[name, "model parameters"])
+    return ids
+
+
+class RNNModel(Module):
+    """Base of the ready models: embedding, recurrent layer, dropout stream, config, save."""
+
+    selection = ("loss", "min")
+
+    def _build(self, config, vocab_size, embedding_dim, hidden_size, cell, num_layers,
+               bidirectional, dropout, padding_idx, kw):
+        self.meta = {}  # JSON-able extras saved with the weights (vocabulary, classes, ...)
+        self.p_drop = check_p(dropout)
+        seed = kw.pop("seed", None)
+        seeds = np.random.SeedSequence(seed).generate_state(4)
+        self._setup({}, config=config, **kw)
+        self.embedding = Embedding(vocab_size, embedding_dim, padding_idx, seed=int(seeds[0]),
+                                   **kw)
+        self.rnn = Recurrent(cell, embedding_dim, hidden_size, num_layers, batch_first=True,
+                             dropout=dropout, bidirectional=bidirectional, seed=int(seeds[1]),
+                             **kw)
+        self.rng = Generator(int(seeds[2]))
+        self.children = {"embedding": self.embedding, "rnn": self.rnn}
+        return int(seeds[3])
+
+    def _embed(self, ids, xp):
+        e, e_cache = self.embedding.forward(ids)
+        e, e_mask = dropout(e, self.p_drop, self.rng, xp=xp, training=self.training)
+        return e, (e_cache, e_mask)
+
+    def _embed_backward(self, cache, de, grads):
+        e_cache, e_mask = cache
+        _, g = self.embedding.backward(e_cache, dropout_backward(de, e_mask))
+        grads["embedding.weight"] = g["weight"]
+
+    def save(self, path):
+        """Write a checkpoint directory; see :func:`xprnn.checkpoint.save`."""
+        return _save_checkpoint(self, path)
+
+    def extra_repr(self):
+        return ", ".join(f"{k}={v!r}" for k, v in self.config.items())

@@ -1,0 +1,139 @@
+"""``LanguageModel``: embeddings, a recurrent layer and a linear decoder at every step; trained
+by truncated BPTT over consecutive chunks, sampled token by token."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..backend import to_numpy
+from ..nn import Linear, dropout, dropout_backward, linear, linear_backward, softmax_cross_entropy
+from .base import RNNModel, ids_on
+from .sampling import sample_next
+
+__all__ = ["LanguageModel"]
+
+
+class LanguageModel(RNNModel):
+    """Next-token model: embeddings, a recurrent layer, and a linear decoder at every step.
+
+    Parameters
+    ----------
+    vocab_size, embedding_dim, hidden_size : int
+    cell, num_layers, dropout : as for :class:`SequenceClassifier`
+    tie_weights : bool
+        Decode with the embedding matrix (needs ``embedding_dim == hidden_size``); then the
+        state dict holds ``embedding.weight`` and ``fc.bias`` only.
+    dtype, device, xp, seed : as for :class:`xprnn.RNN`.
+
+    A batch for :func:`xprnn.fit` is ``(inputs (B, T), targets (B, T))``; batches are taken in
+    order and the state carries from one to the next (truncated BPTT).
+    """
+
+    selection = ("loss", "min")
+
+    def __init__(self, vocab_size, embedding_dim, hidden_size, cell="lstm", num_layers=1,
+                 dropout=0.0, tie_weights=False, **kw):
+        if tie_weights and embedding_dim != hidden_size:
+            raise ValueError(
+                f"tie_weights needs embedding_dim == hidden_size, got {embedding_dim} and "
+                f"{hidden_size}"
+            )
+        config = dict(vocab_size=vocab_size, embedding_dim=embedding_dim,
+                      hidden_size=hidden_size, cell=cell, num_layers=num_layers,
+                      dropout=dropout, tie_weights=tie_weights)
+        fc_seed = self._build(config, vocab_size, embedding_dim, hidden_size, cell, num_layers,
+                              False, dropout, None, kw)
+        self.tie_weights = bool(tie_weights)
+        self.fc = Linear(hidden_size, vocab_size, seed=fc_seed, **kw)
+        if self.tie_weights:
+            del self.fc.params["weight"]
+        self.children["fc"] = self.fc
+
+    def _decoder_weight(self):
+        return self.embedding.params["weight"] if self.tie_weights else self.fc.params["weight"]
+
+    def forward(self, ids, state=None, *, keep=True):
+        """``logits (B, T, V), state, cache`` for ids ``(B, T)``; ``state`` carries over chunks;
+        ``keep=False`` (evaluation, generation) keeps no cache for backward."""
+        ids = ids_on(self, ids)
+        xp = self.xp
+        if ids.ndim != 2:
+            raise ValueError(f"ids must have shape (batch, time), got {tuple(ids.shape)}")
+        e, e_cache = self._embed(ids, xp)
+        out, state, r_cache = self.rnn.forward(e, state, keep=keep)
+        out, o_mask = dropout(out, self.p_drop, self.rng, xp=xp, training=self.training)
+        logits = linear(out, self._decoder_weight(), self.fc.params["bias"], xp=xp)
+        return logits, state, (e_cache, r_cache, o_mask, out)
+
+    def backward(self, cache, dlogits):
+        """Gradients of every parameter given ``dlogits (B, T, V)``."""
+        e_cache, r_cache, o_mask, out = cache
+        xp = self.xp
+        d_out, dW, db = linear_backward(dlogits, out, self._decoder_weight(), True, xp=xp)
+        grads = {"fc.bias": db}
+        d_out = dropout_backward(d_out, o_mask)
+        de, _, g = self.rnn.backward(r_cache, d_out)
+        grads.update({f"rnn.{k}": v for k, v in g.items()})
+        self._embed_backward(e_cache, de, grads)
+        if self.tie_weights:
+            grads["embedding.weight"] = grads["embedding.weight"] + dW
+        else:
+            grads["fc.weight"] = dW
+        return {k: grads[k] for k in self.state_dict()}
+
+    def loss(self, inputs, targets, state=None):
+        """``(loss, grads, state)`` for one chunk; feed ``state`` to the next chunk (truncated
+        BPTT: gradients stop at the chunk boundary)."""
+        logits, state, cache = self.forward(inputs, state)
+        loss, dlogits = softmax_cross_entropy(logits, ids_on(self, targets, "targets"))
+        return loss, self.backward(cache, dlogits), state
+
+    def generate(self, prompt_ids, max_new_tokens, temperature=1.0, top_k=None, greedy=False,
+                 seed=None):
+        """Continue ``prompt_ids`` by ``max_new_tokens`` tokens; returns the new ids (list).
+
+        ``greedy=True`` takes the argmax at each step (the blog's "next word"); otherwise it
+        samples from ``softmax(logits / temperature)``, restricted to the ``top_k`` most likely
+        tokens when given. Sampling draws from a NumPy generator seeded with ``seed``; each
+        step's logits come to the host once (one row of ``V`` numbers).
+        """
+        prompt = [int(i) for i in prompt_ids]
+        if not prompt:
+            raise ValueError("prompt_ids must hold at least one token id")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        if top_k is not None and not 1 <= top_k <= self.config["vocab_size"]:
+            raise ValueError(f"top_k must be in [1, vocab_size], got {top_k}")
+        rng = np.random.default_rng(seed)
+        mode = self.training
+        self.eval()
+        try:
+            logits, state, _ = self.forward([prompt], keep=False)
+            new = []
+            for _ in range(int(max_new_tokens)):
+                z = to_numpy(logits[0, -1, :])
+                new.append(sample_next(z, rng, temperature, top_k, greedy))
+                logits, state, _ = self.forward([[new[-1]]], state, keep=False)
+            return new
+        finally:
+            self.train(mode)
+
+    # -- the training protocol (see xprnn.models.base) ----------------------------------------
+    def train_batch(self, batch, carry=None):
+        return self.loss(batch[0], batch[1], carry)
+
+    def eval_batch(self, batch, carry=None):
+        logits, carry, _ = self.forward(batch[0], carry, keep=False)
+        loss, _ = softmax_cross_entropy(logits, ids_on(self, batch[1], "targets"))
+        k = math.prod(batch[1].shape)
+        return {"loss": float(loss) * k}, k, carry
+
+    def metrics(self, sums, count):
+        loss = sums.get("loss", 0.0) / max(count, 1)
+        return {"loss": loss, "perplexity": math.exp(min(loss, 700.0)),
+                "bits_per_token": loss / math.log(2)}
+
+    def batch_tokens(self, batch):
+        return math.prod(batch[0].shape)

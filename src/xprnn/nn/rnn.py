@@ -1,0 +1,269 @@
+"""Recurrent layers: :class:`Recurrent` runs any registered cell; ``RNN``, ``LSTM`` and ``GRU``
+fix the cell and keep PyTorch's constructor, parameters and semantics.
+
+The classes are thin shells: they hold the parameters (``weight_ih_l0``, ``weight_hh_l0``,
+``bias_ih_l0``, ``bias_hh_l0``, ``..._reverse``), check the input (:mod:`xprnn.nn.inputs`), and
+stack layers and directions over :func:`xprnn.nn.recurrent.direction_forward` /
+:func:`~xprnn.nn.recurrent.direction_backward`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import cells
+from ..backend import Generator
+from .dropout import check_p, dropout, dropout_backward
+from .inputs import check_sequence, positive_int
+from .module import Module
+from .recurrent import direction_backward, direction_forward
+
+__all__ = ["Recurrent", "RNN", "LSTM", "GRU", "LayerCache"]
+
+
+class LayerCache(NamedTuple):
+    """What :meth:`Recurrent.backward` needs from :meth:`Recurrent.forward`."""
+
+    xp: object
+    directions: list  # DirectionCache per (layer, direction), layer-major
+    dropout_masks: list  # between stacked layers (None where off)
+    unbatched: bool
+    shape: tuple  # (T, B, I) of the time-major input
+
+
+class Recurrent(Module):
+    """A stack of recurrent layers of any registered cell (:mod:`xprnn.cells`).
+
+    Parameters
+    ----------
+    cell : str
+        A registered cell name (``"rnn"``, ``"rnn_relu"``, ``"lstm"``, ``"gru"``, or your own).
+    input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional
+        As in ``torch.nn.RNN``; ``dropout`` acts between stacked layers in training mode.
+    dtype : float32 (default) or float64
+    device, xp : optional
+        Backend of the parameters (NumPy on the CPU by default).
+    seed : int, optional
+        Seeds the initialisation (PyTorch's ``U(-1/sqrt(H), 1/sqrt(H))``, drawn with NumPy so
+        every backend starts equal) and the dropout stream.
+    """
+
+    def __init__(self, cell, input_size, hidden_size, num_layers=1, bias=True,
+                 batch_first=False, dropout=0.0, bidirectional=False, *, dtype=None,
+                 device=None, xp=None, seed=None):
+        self.cell = cells.get(cell)
+        self.input_size = positive_int(input_size, "input_size")
+        self.hidden_size = positive_int(hidden_size, "hidden_size")
+        self.num_layers = positive_int(num_layers, "num_layers")
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.bidirectional = bool(bidirectional)
+        self.dropout = check_p(dropout)
+        self.rng = Generator(seed)  # dropout masks between stacked layers
+        rng = np.random.default_rng(seed)
+        params = {}
+        for layer, sfx in self._directions():
+            width = self.input_size if layer == 0 else self.hidden_size * self.num_directions
+            shapes = self.cell.parameters(width, self.hidden_size, self.bias)
+            init = self.cell.init(shapes, self.hidden_size, rng)
+            params.update({f"{k}_l{layer}{sfx}": v for k, v in init.items()})
+        self._setup(params, config=self._config(), xp=xp, device=device, dtype=dtype)
+
+    def _config(self):
+        return {"cell": self.cell.name, "input_size": self.input_size,
+                "hidden_size": self.hidden_size, "num_layers": self.num_layers,
+                "bias": self.bias, "batch_first": self.batch_first, "dropout": self.dropout,
+                "bidirectional": self.bidirectional}
+
+    @property
+    def num_directions(self):
+        return 2 if self.bidirectional else 1
+
+    def _directions(self):
+        """``(layer, suffix)`` of every direction, in the order of ``h0``'s first axis."""
+        return [(layer, sfx) for layer in range(self.num_layers)
+                for sfx in ("", "_reverse")[: self.num_directions]]
+
+    def _direction_params(self, layer, sfx):
+        names = self.cell.parameters(1, 1, True)  # the names; shapes do not matter here
+        return {k: self.params.get(f"{k}_l{layer}{sfx}") for k in names}
+
+    def extra_repr(self):
+        s = f"{self.input_size}, {self.hidden_size}"
+        if type(self) is Recurrent:
+            s = f"{self.cell.name!r}, " + s
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        for flag in ("batch_first", "bidirectional"):
+            if getattr(self, flag):
+                s += f", {flag}=True"
+        if not self.bias:
+            s += ", bias=False"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        return s
+
+    # -- forward / backward -----------------------------------------------------------------
+    def forward(self, x, h0=None, lengths=None, *, keep=True):
+        """Run the layer and keep what backward needs.
+
+        Parameters
+        ----------
+        x : array (T, B, input_size), (B, T, input_size) if ``batch_first``, or (T, input_size)
+        h0 : array (num_layers * num_directions, B, hidden_size), optional
+            Initial state (zeros if omitted); for the LSTM a pair ``(h0, c0)``. Unbatched input
+            takes ``(num_layers * num_directions, hidden_size)``.
+        lengths : sequence of int (B,), optional
+            Valid steps per row. Padded steps leave the state untouched and output zeros; the
+            reverse direction starts at each row's last valid step.
+        keep : bool
+            Keep the cache for :meth:`backward`; ``False`` (what ``layer(x)`` does) saves the
+            memory and time when only the outputs are wanted.
+
+        Returns
+        -------
+        out : array (T, B, num_directions * hidden_size) (batch-first/unbatched like ``x``)
+        h_n : array (num_layers * num_directions, B, hidden_size); LSTM: pair ``(h_n, c_n)``
+        cache : LayerCache to pass to :meth:`backward` (None when not ``keep``)
+        """
+        xp, x, init, lens, unbatched = check_sequence(self, x, h0, lengths)
+        D, ns = self.num_directions, self.cell.num_states
+        finals = [[] for _ in range(ns)]
+        caches, masks = [], []
+        inp, outs = x, []
+        for k, (layer, sfx) in enumerate(self._directions()):
+            if layer > 0 and sfx == "":
+                inp = outs[0] if D == 1 else xp.concat(outs, axis=-1)
+                # dropout on the outputs of every layer but the last, as torch.nn does
+                inp, m = dropout(inp, self.dropout, self.rng, xp=xp, training=self.training)
+                masks.append(m)
+                outs = []
+            state0 = tuple(s[k, ...] for s in init)
+            out, state, c = direction_forward(self.cell, self._direction_params(layer, sfx), inp,
+                                              state0, lens, sfx != "", keep, xp=xp)
+            outs.append(out)
+            caches.append(c)
+            for i in range(ns):
+                finals[i].append(state[i])
+        out = outs[0] if D == 1 else xp.concat(outs, axis=-1)
+        h_n = [xp.stack(f) for f in finals]
+        if unbatched:
+            out, h_n = out[:, 0, :], [h[:, 0, :] for h in h_n]
+        elif self.batch_first:
+            out = xp.permute_dims(out, (1, 0, 2))
+        h_n = tuple(h_n) if ns > 1 else h_n[0]
+        cache = LayerCache(xp, caches, masks, unbatched, tuple(x.shape)) if keep else None
+        return out, h_n, cache
+
+    def backward(self, cache, d_out, d_h_n=None):
+        """Backpropagation through time over the whole sequence.
+
+        Parameters
+        ----------
+        cache : LayerCache from :meth:`forward`
+        d_out : array shaped like ``out`` (or None)
+        d_h_n : array shaped like ``h_n`` (LSTM: pair, either entry may be None), optional
+
+        Returns
+        -------
+        dx : array shaped like ``x``
+        dh0 : array shaped like ``h0`` (LSTM: pair ``(dh0, dc0)``)
+        grads : dict with the keys of :meth:`state_dict`
+        """
+        xp, unbatched, (T, B, _) = cache.xp, cache.unbatched, cache.shape
+        D, ns, H = self.num_directions, self.cell.num_states, self.hidden_size
+        zeros = xp.zeros((self.num_layers * D, B, H), dtype=self.dtype, device=self.device)
+        d_final = list(d_h_n) if isinstance(d_h_n, tuple) else [d_h_n] * (ns if d_h_n is None
+                                                                           else 1)
+        d_final = [zeros if d is None else (d[:, None, :] if unbatched else d) for d in d_final]
+        if d_out is None:
+            d_out = xp.zeros((T, B, D * H), dtype=self.dtype, device=self.device)
+        elif unbatched:
+            d_out = d_out[:, None, :]
+        elif self.batch_first:
+            d_out = xp.permute_dims(d_out, (1, 0, 2))
+        grads, dstate0 = {}, [[None] * len(cache.directions) for _ in range(ns)]
+        for layer in range(self.num_layers - 1, -1, -1):
+            d_in = None
+            for d, sfx in enumerate(("", "_reverse")[:D]):
+                k = layer * D + d
+                dx, ds0, g = direction_backward(
+                    cache.directions[k], d_out[..., d * H : (d + 1) * H],
+                    tuple(s[k, ...] for s in d_final), xp=xp,
+                )
+                d_in = dx if d_in is None else d_in + dx
+                for i in range(ns):
+                    dstate0[i][k] = ds0[i]
+                grads.update({f"{name}_l{layer}{sfx}": v for name, v in g.items()})
+            d_out = d_in if layer == 0 else dropout_backward(d_in, cache.dropout_masks[layer - 1])
+        dh0 = [xp.stack(s) for s in dstate0]
+        dx = d_out
+        if unbatched:
+            dx, dh0 = dx[:, 0, :], [h[:, 0, :] for h in dh0]
+        elif self.batch_first:
+            dx = xp.permute_dims(dx, (1, 0, 2))
+        dh0 = tuple(dh0) if ns > 1 else dh0[0]
+        return dx, dh0, {k: grads[k] for k in self.params}
+
+    def __call__(self, x, h0=None, lengths=None):
+        """``out, h_n = layer(x, h0=None, lengths=None)``; see :meth:`forward`."""
+        out, h_n, _ = self.forward(x, h0, lengths, keep=False)
+        return out, h_n
+
+
+class RNN(Recurrent):
+    r"""Elman RNN: :math:`h_t = \tanh(x_t W_{ih}^T + b_{ih} + h_{t-1} W_{hh}^T + b_{hh})`.
+
+    Same arguments as ``torch.nn.RNN`` (``input_size, hidden_size, num_layers=1,
+    nonlinearity="tanh", bias=True, batch_first=False, dropout=0.0, bidirectional=False``;
+    ``dropout`` acts between stacked layers in training mode) plus ``dtype``
+    (float32 default, or float64), ``xp``/``device`` (backend; NumPy on the CPU by default) and
+    ``seed`` for the initialisation.
+    """
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", *args, **kw):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        cell = "rnn" if nonlinearity == "tanh" else "rnn_relu"
+        super().__init__(cell, input_size, hidden_size, num_layers, *args, **kw)
+
+    def _config(self):
+        config = super()._config()
+        del config["cell"]
+        return {**config, "nonlinearity": self.nonlinearity}
+
+
+class _FixedCell(Recurrent):
+    """A layer whose cell is fixed by the class (``_cell``); the constructor is torch's."""
+
+    _cell = None
+
+    def __init__(self, input_size, hidden_size, *args, **kw):
+        super().__init__(self._cell, input_size, hidden_size, *args, **kw)
+
+    def _config(self):
+        config = super()._config()
+        del config["cell"]
+        return config
+
+
+class LSTM(_FixedCell):
+    r"""Long short-term memory, gate order ``i, f, g, o`` as in ``torch.nn.LSTM``.
+
+    :math:`c_t = f \odot c_{t-1} + i \odot g`, :math:`h_t = o \odot \tanh(c_t)`. Arguments as
+    :class:`RNN` without ``nonlinearity``; states are pairs ``(h, c)``.
+    """
+
+    _cell = "lstm"
+
+
+class GRU(_FixedCell):
+    r"""Gated recurrent unit, gate order ``r, z, n``, reset applied after the recurrent product
+    (the cuDNN/PyTorch convention): :math:`n = \tanh(W_{in} x + b_{in} + r \odot (W_{hn} h +
+    b_{hn}))`, :math:`h_t = (1 - z) \odot n + z \odot h_{t-1}`. Arguments as :class:`RNN`.
+    """
+
+    _cell = "gru"

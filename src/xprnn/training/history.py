@@ -1,0 +1,59 @@
+"""``History``, the per-epoch record of a training run, and ``TrainingDiverged``."""
+
+from __future__ import annotations
+
+__all__ = ["History", "TrainingDiverged"]
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became NaN or infinite; the model holds its last good parameters."""
+
+    def __init__(self, message, history):
+        super().__init__(message)
+        self.history = history
+
+
+class History:
+    """Per-epoch records: ``history.epochs`` is a list of dicts (``epoch``, ``train_loss``,
+    ``valid_*`` metrics, ``seconds``, ``tokens_per_s``)."""
+
+    def __init__(self):
+        self.epochs = []
+        self.best_epoch = None
+        self.stop_reason = None
+
+    def __getitem__(self, key):
+        return [e.get(key) for e in self.epochs]
+
+    def to_dict(self):
+        return {"epochs": self.epochs, "best_epoch": self.best_epoch,
+                "stop_reason": self.stop_reason}
+
+    def plot(self, path, title=None):
+        """Write the learning curves (loss, and the validation metric) to a PNG at ``path``."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        keys = [k for k in self.epochs[0] if k.startswith("valid_")] if self.epochs else []
+        fig, axes = plt.subplots(1, 1 + bool(keys), figsize=(5 + 4 * bool(keys), 3.5))
+        axes = list(axes) if keys else [axes]
+        ep = self["epoch"]
+        axes[0].plot(ep, self["train_loss"], "o-", label="train loss")
+        if "valid_loss" in keys:
+            axes[0].plot(ep, self["valid_loss"], "o-", label="valid loss")
+        axes[0].set_xlabel("epoch")
+        axes[0].legend()
+        for k in keys:
+            if k != "valid_loss":
+                axes[1].plot(ep, self[k], "o-", label=k)
+        if keys:
+            axes[1].set_xlabel("epoch")
+            axes[1].legend()
+        if title:
+            fig.suptitle(title)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return path
