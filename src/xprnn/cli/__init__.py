@@ -42,7 +42,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser():
     """The ``xprnn`` argument parser (subcommands set ``run``, a function of the args)."""
-    from .. import __version__
+    from .._version import __version__
 
     parser = _Parser(prog="xprnn", description="Recurrent networks (RNN, LSTM, GRU) with "
                      "hand-written BPTT on NumPy, CuPy, PyTorch or array-api-strict arrays.")

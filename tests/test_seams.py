@@ -1,0 +1,148 @@
+"""The seams: the kernel seam a backend compiles pointwise functions through, the public
+on-device update, the one training step and its gradient hook, and the module registry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import xprnn
+from xprnn import backend, cells
+from xprnn.backend import device_of, to_numpy
+from xprnn.nn.module import Module
+from xprnn.optim import SGD
+
+
+def _device(asarray):
+    return device_of(asarray(np.zeros(1)))
+
+
+class _Recorder:
+    """A 'compiler' for the backend under test that records what it was asked for and wraps
+    each function so that its calls are counted (and then runs the plain function)."""
+
+    def __init__(self, xp, decline=False):
+        self.xp, self.decline, self.asked, self.calls = xp, decline, [], {}
+
+    def applies(self, xp):
+        return xp is self.xp
+
+    def compile(self, fn, *, xp, dtype):
+        self.asked.append((fn, xp.__name__, str(dtype)))
+        if self.decline:
+            return None
+
+        def compiled(*arrays):
+            self.calls[fn] = self.calls.get(fn, 0) + 1
+            return fn(*arrays, xp=xp)
+
+        return compiled
+
+
+@pytest.mark.parametrize("decline", [False, True])
+def test_loop_runs_each_pointwise_function_through_the_kernel_seam(xp, asarray, decline):
+    layer = xprnn.LSTM(3, 4, bidirectional=True, dtype="float64", xp=xp,
+                       device=_device(asarray), seed=0)
+    x = asarray(np.random.default_rng(0).standard_normal((5, 2, 3)))
+    out_ref, _, cache = layer.forward(x)
+    dx_ref, _, g_ref = layer.backward(cache, out_ref)
+    rec = _Recorder(xp, decline)
+    backend.register_compiler(rec.applies, rec.compile)
+    try:
+        out, _, cache = layer.forward(x)
+        dx, _, g = layer.backward(cache, out)
+        layer.forward(x, keep=False)  # compiled once, then taken from the cache
+    finally:
+        backend.unregister_compiler(rec.compile)
+    lstm = cells.get("lstm")
+    assert sorted(f.__name__ for f, _, _ in rec.asked) == ["backward", "forward"]
+    assert {f for f, _, _ in rec.asked} == {lstm.forward, lstm.backward}
+    assert all(d == str(x.dtype) for _, _, d in rec.asked)
+    # two forward passes and one backward, each of two directions of five steps; a compiler
+    # that declines leaves the plain function
+    want = {} if decline else {lstm.forward: 2 * 2 * 5, lstm.backward: 2 * 5}
+    assert rec.calls == want
+    np.testing.assert_array_equal(to_numpy(out), to_numpy(out_ref))
+    np.testing.assert_array_equal(to_numpy(dx), to_numpy(dx_ref))
+    for k in g_ref:
+        np.testing.assert_array_equal(to_numpy(g[k]), to_numpy(g_ref[k]), err_msg=k)
+
+
+def test_update_swaps_arrays_without_copies_and_checks_them(xp, asarray):
+    model = xprnn.SequenceClassifier(10, 3, 4, 2, cell="gru", xp=xp, device=_device(asarray),
+                                     seed=0)
+    before = model.state_dict()
+    new = {k: v * 2 for k, v in before.items() if k.startswith("rnn.")}
+    assert model.update(new) is model
+    after = model.state_dict()
+    assert all(after[k] is new[k] for k in new)  # the very arrays: nothing went to the host
+    assert all(after[k] is before[k] for k in before if k not in new)
+    with pytest.raises(KeyError, match="no parameters .*'rnn.nope'"):
+        model.update({"rnn.nope": new["rnn.weight_ih_l0"]})
+    bad = asarray(np.zeros((2, 2), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"'fc.bias'\] has shape \(2, 2\), expected \(2,\)"):
+        model.update({"fc.weight": after["fc.weight"] * 0, "fc.bias": bad})
+    assert model.state_dict()["fc.weight"] is after["fc.weight"]  # nothing changed
+    with pytest.raises(TypeError, match="dtype float64, expected float32"):
+        model.update({"fc.bias": asarray(np.zeros(2), dtype="float64")})
+    with pytest.raises(TypeError, match=r"params\['fc.bias'\] must be an array"):
+        model.update({"fc.bias": [0.0, 0.0]})
+
+
+def test_train_step_order_hook_clip_optimizer_update(xp, asarray):
+    model = xprnn.SequenceClassifier(10, 3, 4, 2, xp=xp, device=_device(asarray), seed=1)
+    batch = (np.array([[1, 2, 3], [4, 5, 0]]), [3, 2], np.array([0, 1]))
+    _, grads, _ = model.loss(*batch)
+    before = {k: to_numpy(v) for k, v in model.state_dict().items()}
+    seen = []
+
+    def hook(g):  # e.g. an all-reduce; here: record, then double every gradient
+        seen.append({k: to_numpy(v) for k, v in g.items()})
+        return {k: v * 2 for k, v in g.items()}
+
+    result = xprnn.train_step(model, batch, SGD(lr=0.5), clip=1e9, grad_hook=hook)
+    for k, v in grads.items():
+        np.testing.assert_array_equal(seen[0][k], to_numpy(v), err_msg=k)
+    assert result.carry is None and np.isfinite(result.loss)
+    # the norm clipping saw is that of the hook's output: twice the raw norm
+    raw = np.sqrt(sum(np.sum(to_numpy(g).astype(np.float64) ** 2) for g in grads.values()))
+    assert result.grad_norm == pytest.approx(2 * raw, rel=1e-5)
+    after = model.state_dict()
+    for k, v in grads.items():  # SGD: p - lr * (2 g)
+        np.testing.assert_allclose(to_numpy(after[k]), before[k] - 0.5 * 2 * to_numpy(v),
+                                   rtol=1e-5, atol=1e-6, err_msg=k)
+        assert device_of(after[k]) == _device(asarray)
+
+
+def test_train_step_leaves_parameters_on_a_non_finite_loss(xp, asarray):
+    model = xprnn.LanguageModel(6, 4, 4, cell="rnn", xp=xp, device=_device(asarray), seed=0)
+    big = {k: v * float("nan") for k, v in model.state_dict().items()}
+    model.update(big)
+    before = model.state_dict()
+    with pytest.raises(xprnn.TrainingDiverged, match="non-finite loss"):
+        xprnn.train_step(model, (np.array([[1, 2]]), np.array([[2, 3]])), SGD(lr=0.1))
+    assert all(model.state_dict()[k] is v for k, v in before.items())
+
+
+def test_modules_register_themselves_with_their_config():
+    for name in ("RNN", "LSTM", "GRU", "Recurrent", "Linear", "Embedding", "Dropout",
+                 "SequenceClassifier", "LanguageModel"):
+        assert Module.registered(name).__name__ == name
+    assert Module.registered("_FixedCell") is None
+
+    class Scaler(Module):  # a user's module: registered by being defined
+        def __init__(self, n, **kw):
+            self._setup({"w": np.ones(n)}, config={"n": n}, **kw)
+
+    try:
+        assert Module.registered("Scaler") is Scaler
+        assert Scaler(3).config == {"n": 3}
+    finally:
+        Module.registered()  # a copy: the registry itself is not exposed
+        from xprnn.nn import module as m
+        m._REGISTRY.pop("Scaler", None)
+    lstm = xprnn.LSTM(2, 3, num_layers=2, bidirectional=True)
+    assert lstm.config == {"input_size": 2, "hidden_size": 3, "num_layers": 2, "bias": True,
+                           "batch_first": False, "dropout": 0.0, "bidirectional": True}
+    assert xprnn.RNN(2, 3, nonlinearity="relu").config["nonlinearity"] == "relu"
+    assert xprnn.Recurrent("gru", 2, 3).config["cell"] == "gru"
