@@ -146,3 +146,30 @@ def test_modules_register_themselves_with_their_config():
                            "batch_first": False, "dropout": 0.0, "bidirectional": True}
     assert xprnn.RNN(2, 3, nonlinearity="relu").config["nonlinearity"] == "relu"
     assert xprnn.Recurrent("gru", 2, 3).config["cell"] == "gru"
+
+
+def test_optimizer_state_follows_the_model_to_another_backend(xp, asarray, backend):
+    """Adam's moments live beside the parameters; after ``model.to`` a step says what to do,
+    and ``optimizer.to`` moves them so training goes on with the same numbers."""
+    if backend == "numpy":
+        other = pytest.importorskip("array_api_strict")
+    else:
+        other = np
+    from xprnn.optim import Adam
+
+    batch = (np.array([[1, 2, 3], [4, 5, 0]]), [3, 2], np.array([0, 1]))
+    ref = xprnn.SequenceClassifier(10, 3, 4, 2, dtype="float64", seed=2).to(other)
+    model = xprnn.SequenceClassifier(10, 3, 4, 2, dtype="float64", xp=xp,
+                                     device=_device(asarray), seed=2)
+    opt, opt_ref = Adam(lr=0.1), Adam(lr=0.1)
+    xprnn.train_step(model, batch, opt)
+    xprnn.train_step(ref, batch, opt_ref)
+    model.to(other)
+    with pytest.raises(TypeError, match=r"optimizer state .*call optimizer.to\(\.\.\.\)"):
+        xprnn.train_step(model, batch, opt)
+    opt.to(other)
+    xprnn.train_step(model, batch, opt)
+    xprnn.train_step(ref, batch, opt_ref)
+    for k, v in ref.state_dict().items():
+        np.testing.assert_allclose(to_numpy(model.state_dict()[k]), to_numpy(v), rtol=1e-12,
+                                   err_msg=k)

@@ -19,7 +19,9 @@ from __future__ import annotations
 import math
 import numbers
 
-from ..backend import namespace
+from array_api_compat import is_array_api_obj
+
+from ..backend import from_numpy, namespace, resolve, to_numpy
 
 __all__ = ["Optimizer", "SGD", "Adagrad", "Adam", "AdamW"]
 
@@ -95,6 +97,7 @@ class Optimizer:
         arrays = [a for _, p, g in todo for a in (p, g)]
         names = [f"{w}[{k!r}]" for k, _, _ in todo for w in ("params", "grads")]
         xp = namespace(*arrays, names=names)
+        self._check_state_with(todo[0][0], todo[0][1])
         lr = self.current_lr()
         new = dict(params)
         for k, p, g in todo:
@@ -109,6 +112,27 @@ class Optimizer:
             new[k], self.state[k] = self._update(p, g, state, lr, xp=xp)
         self.step_count += 1
         return new
+
+    def _check_state_with(self, name, p):
+        """A clear error when the state lives elsewhere than the parameters (one parameter's
+        state is checked: all of it moves together)."""
+        held = [v for v in self.state.get(name, {}).values() if is_array_api_obj(v)]
+        if not held:
+            return
+        try:
+            namespace(p, *held, names=[f"params[{name!r}]"] + [f"optimizer state of {name!r}"]
+                      * len(held))
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"{e}. The optimizer state must follow the parameters: after "
+                          "model.to(...), call optimizer.to(...) with the same target") from None
+
+    def to(self, target=None, device=None):
+        """Move every state array (moments, accumulators) to another backend or device, like
+        :meth:`xprnn.nn.Module.to`; returns ``self``."""
+        xp, dev = resolve(target, device)
+        self.state = {k: {n: from_numpy(to_numpy(v), xp, dev) if is_array_api_obj(v) else v
+                          for n, v in st.items()} for k, st in self.state.items()}
+        return self
 
     def state_dict(self):
         """``{"step_count": int, "state": {name: {key: array or int}}}`` (arrays not copied)."""
