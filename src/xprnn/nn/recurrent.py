@@ -83,19 +83,22 @@ class DirectionCache(NamedTuple):
 def _scan(cell, w, xw, state, lengths, keep, *, xp):
     """Run the cell over time. Returns outputs ``(T, B, H)``, the final state, and (when
     ``keep``) the per-step caches and the output state entering each step."""
+    # the step body runs T times: everything it looks up is bound to a local first
     step = pointwise(cell.forward, xp=xp, dtype=xw.dtype)
-    ns = len(state)
+    W_rec, b_rec, fw, ns = w.W_rec, w.b_rec, w.fw, len(state)
+    T = xw.shape[0]
+    masks = [None] * T if lengths is None else lengths.masks
     outs, caches, prev = [], [], []
-    for t in range(xw.shape[0]):
-        gh = state[0] @ w.W_rec
-        if w.b_rec is not None:
-            gh = gh + w.b_rec
-        res = step(xw[t, ...], gh, *state, *w.fw)
+    for t in range(T):
+        gh = state[0] @ W_rec
+        if b_rec is not None:
+            gh = gh + b_rec
+        res = step(xw[t, ...], gh, *state, *fw)
         new = res[:ns]
         if keep:
             prev.append(state[0])
             caches.append(res[ns:])
-        m = None if lengths is None else lengths.masks[t]
+        m = masks[t]
         if m is not None:
             # padded rows: keep the state, emit zeros
             new = tuple(xp.where(m, s_new, s_old) for s_new, s_old in zip(new, state))
@@ -110,21 +113,22 @@ def _scan_backward(cell, w, caches, d_out, dstate, lengths, *, xp):
     """BPTT over the caches of :func:`_scan`. Returns ``dxw``, ``dgh`` ``(T, B, G*H)`` and the
     gradient of the initial state."""
     step_backward = pointwise(cell.backward, xp=xp, dtype=d_out.dtype)
-    W_hh = w.W_hh
+    W_hh, bw = w.W_hh, w.bw
+    T = len(caches)
+    masks = [None] * T if lengths is None else lengths.masks
     dxws, dghs = [], []
-    for t in range(len(caches) - 1, -1, -1):
+    for t in range(T - 1, -1, -1):
         dh = dstate[0] + d_out[t, ...]
-        m = None if lengths is None else lengths.masks[t]
+        m = masks[t]
         if m is not None:
             # a padded row passed the state through untouched and its output was constant zero
             step_in = (xp.where(m, dh, 0.0),) + tuple(xp.where(m, d, 0.0) for d in dstate[1:])
         else:
-            step_in = (dh,) + tuple(dstate[1:])
-        dxw, dgh, *direct = step_backward(*step_in, *caches[t], *w.bw)
-        dh_prev = dgh @ W_hh
-        if direct[0] is not None:
-            dh_prev = direct[0] + dh_prev
-        dprev = (dh_prev, *direct[1:])
+            step_in = (dh,) + dstate[1:]
+        res = step_backward(*step_in, *caches[t], *bw)
+        dxw, dgh, direct = res[0], res[1], res[2]
+        dh_prev = dgh @ W_hh if direct is None else direct + dgh @ W_hh
+        dprev = (dh_prev,) + res[3:]
         dstate = dprev if m is None else tuple(xp.where(m, dp, d) for dp, d in zip(dprev, dstate))
         dxws.append(dxw)
         dghs.append(dgh)

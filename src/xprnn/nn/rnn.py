@@ -63,12 +63,15 @@ class Recurrent(Module):
         self.dropout = check_p(dropout)
         self.rng = Generator(seed)  # dropout masks between stacked layers
         rng = np.random.default_rng(seed)
-        params = {}
+        params, self._names = {}, []
         for layer, sfx in self._directions():
             width = self.input_size if layer == 0 else self.hidden_size * self.num_directions
             shapes = self.cell.parameters(width, self.hidden_size, self.bias)
             init = self.cell.init(shapes, self.hidden_size, rng)
             params.update({f"{k}_l{layer}{sfx}": v for k, v in init.items()})
+            # cell name -> layer name of every parameter the cell may have, biases included
+            self._names.append({k: f"{k}_l{layer}{sfx}"
+                                for k in self.cell.parameters(width, self.hidden_size)})
         self._setup(params, config=self._config(), xp=xp, device=device, dtype=dtype)
 
     def _config(self):
@@ -86,9 +89,9 @@ class Recurrent(Module):
         return [(layer, sfx) for layer in range(self.num_layers)
                 for sfx in ("", "_reverse")[: self.num_directions]]
 
-    def _direction_params(self, layer, sfx):
-        names = self.cell.parameters(1, 1, True)  # the names; shapes do not matter here
-        return {k: self.params.get(f"{k}_l{layer}{sfx}") for k in names}
+    def _direction_params(self, k):
+        """Direction ``k``'s parameters under the cell's own names (None for absent biases)."""
+        return {name: self.params.get(full) for name, full in self._names[k].items()}
 
     def extra_repr(self):
         s = f"{self.input_size}, {self.hidden_size}"
@@ -141,7 +144,7 @@ class Recurrent(Module):
                 masks.append(m)
                 outs = []
             state0 = tuple(s[k, ...] for s in init)
-            out, state, c = direction_forward(self.cell, self._direction_params(layer, sfx), inp,
+            out, state, c = direction_forward(self.cell, self._direction_params(k), inp,
                                               state0, lens, sfx != "", keep, xp=xp)
             outs.append(out)
             caches.append(c)
