@@ -36,8 +36,9 @@ def _check_ids(ids, num_embeddings, *, xp):
         raise TypeError(f"ids must be an integer array, got dtype {ids.dtype}")
     if math.prod(ids.shape) == 0:
         return
-    lo, hi = int(xp.min(ids)), int(xp.max(ids))
-    if lo < 0 or hi >= num_embeddings:
+    # one device-to-host read in the common case; the min and max only to word the error
+    if bool(xp.any((ids < 0) | (ids >= num_embeddings))):
+        lo, hi = int(xp.min(ids)), int(xp.max(ids))
         raise ValueError(
             f"ids must lie in [0, {num_embeddings}) (num_embeddings={num_embeddings}), "
             f"got min {lo} and max {hi}"

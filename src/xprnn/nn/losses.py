@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ..backend import check_float, namespace
+from ..backend import check_float, device_of, namespace
 
 __all__ = ["softmax", "log_softmax", "softmax_cross_entropy", "mse_loss"]
 
@@ -51,24 +51,28 @@ def softmax_cross_entropy(logits, targets, mask=None):
             f"targets has shape {tuple(targets.shape)}, expected logits.shape[:-1] = "
             f"{tuple(logits.shape[:-1])}"
         )
-    if math.prod(targets.shape) and (int(xp.min(targets)) < 0 or int(xp.max(targets)) >= C):
+    # one device-to-host read in the common case; the min and max only to word the error
+    if math.prod(targets.shape) and bool(xp.any((targets < 0) | (targets >= C))):
         raise ValueError(
             f"targets must lie in [0, {C}) for {C} classes, got values "
             f"{int(xp.min(targets))}..{int(xp.max(targets))}"
         )
     logp = log_softmax(logits, axis=-1)
     # one-hot by comparison: the standard has no gather along an axis before 2024.12
-    onehot = targets[..., None] == xp.arange(C, dtype=targets.dtype, device=targets.device)
+    onehot = targets[..., None] == xp.arange(C, dtype=targets.dtype, device=device_of(targets))
     nll = -xp.sum(xp.where(onehot, logp, 0.0), axis=-1)
     if mask is None:
-        w = xp.ones(nll.shape, dtype=logits.dtype, device=logits.device)
+        if math.prod(nll.shape) == 0:
+            raise ValueError("targets has no item to average over")
+        w = xp.ones(nll.shape, dtype=logits.dtype, device=device_of(logits))
+        n = xp.sum(w)
     else:
         if tuple(mask.shape) != tuple(nll.shape):
             raise ValueError(f"mask has shape {tuple(mask.shape)}, expected {tuple(nll.shape)}")
         w = xp.astype(mask, logits.dtype)
-    n = xp.sum(w)
-    if float(n) <= 0:
-        raise ValueError("mask leaves no item to average over")
+        n = xp.sum(w)
+        if float(n) <= 0:  # only a mask can leave nothing (a read the common case skips)
+            raise ValueError("mask leaves no item to average over")
     loss = xp.sum(w * nll) / n
     dlogits = (xp.exp(logp) - xp.astype(onehot, logits.dtype)) * (w / n)[..., None]
     return loss, dlogits
