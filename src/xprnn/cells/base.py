@@ -40,7 +40,7 @@ __all__ = ["Cell", "Weights", "register", "get", "names", "const", "row_scale"]
 
 
 class Weights(NamedTuple):
-    """What :attr:`Cell.prepare` hands the loop.
+    """What ``Cell.prepare`` hands the loop.
 
     Attributes
     ----------

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import cells
 from . import _common as c
 from ._common import CLIError
 
@@ -28,7 +29,7 @@ def add_parser(sub):
                    help="tokens are characters, or words split on whitespace")
     t.add_argument("--lowercase", action="store_true", help="lowercase the text first")
     m = t.add_argument_group("model")
-    m.add_argument("--cell", choices=("lstm", "gru", "rnn"), default="lstm",
+    m.add_argument("--cell", choices=cells.names(), default="lstm",
                    help="recurrent cell")
     m.add_argument("--embedding-dim", type=c.positive_int, default=None, metavar="N",
                    help="token vector size (default: 64, or --hidden with --tie-weights)")

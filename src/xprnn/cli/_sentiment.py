@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import cells
 from . import _common as c
 from . import _sentiment_data as sd
 from ._common import CLIError
@@ -41,7 +42,7 @@ def add_parser(sub):
                         "subset; for smoke tests)")
     sd.add_csv_options(t)
     m = t.add_argument_group("model")
-    m.add_argument("--cell", choices=("lstm", "gru", "rnn"), default=d["cell"],
+    m.add_argument("--cell", choices=cells.names(), default=d["cell"],
                    help="recurrent cell")
     m.add_argument("--embedding-dim", type=c.positive_int, default=d["embedding_dim"],
                    metavar="N", help="word vector size")

@@ -32,6 +32,8 @@ class SequenceClassifier(RNNModel):
         The padding token id (0 in :class:`xprnn.text.Vocabulary`).
     dtype, device, xp, seed : as for :class:`xprnn.RNN`.
 
+    Notes
+    -----
     A batch for :func:`xprnn.fit` is ``(ids (B, T), lengths (B,), labels (B,))``.
     """
 

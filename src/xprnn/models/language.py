@@ -27,6 +27,8 @@ class LanguageModel(RNNModel):
         state dict holds ``embedding.weight`` and ``fc.bias`` only.
     dtype, device, xp, seed : as for :class:`xprnn.RNN`.
 
+    Notes
+    -----
     A batch for :func:`xprnn.fit` is ``(inputs (B, T), targets (B, T))``; batches are taken in
     order and the state carries from one to the next (truncated BPTT).
     """
