@@ -20,9 +20,13 @@ from .nn import (
     RNN,
     Dropout,
     Embedding,
+    GRUCell,
     Linear,
+    LSTMCell,
     Module,
     Recurrent,
+    RecurrentCell,
+    RNNCell,
     log_softmax,
     mse_loss,
     softmax,
@@ -32,7 +36,8 @@ from .text import batching, readers
 from .training import History, TrainingDiverged, clip_grad_norm, evaluate, fit, train_step
 
 __all__ = [
-    "RNN", "LSTM", "GRU", "Recurrent", "Module", "Linear", "Embedding", "Dropout",
+    "RNN", "LSTM", "GRU", "Recurrent", "RNNCell", "LSTMCell", "GRUCell", "RecurrentCell",
+    "Module", "Linear", "Embedding", "Dropout",
     "softmax", "log_softmax", "softmax_cross_entropy", "mse_loss", "clip_grad_norm",
     "SequenceClassifier", "LanguageModel", "save", "load",
     "fit", "evaluate", "train_step", "History", "TrainingDiverged",

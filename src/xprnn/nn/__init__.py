@@ -8,9 +8,11 @@ from .linear import Linear, linear, linear_backward
 from .losses import log_softmax, mse_loss, softmax, softmax_cross_entropy
 from .module import Module
 from .rnn import GRU, LSTM, RNN, Recurrent
+from .rnn_cell import GRUCell, LSTMCell, RecurrentCell, RNNCell
 
 __all__ = [
-    "Module", "Recurrent", "RNN", "LSTM", "GRU", "Linear", "Embedding", "Dropout",
+    "Module", "Recurrent", "RNN", "LSTM", "GRU", "RecurrentCell", "RNNCell", "LSTMCell", "GRUCell",
+    "Linear", "Embedding", "Dropout",
     "linear", "linear_backward", "dropout", "dropout_backward",
     "softmax", "log_softmax", "softmax_cross_entropy", "mse_loss",
 ]
