@@ -51,6 +51,7 @@ class Generator:
         self.seed = int(seed)
         self._target = (xp, device)
         self._streams = {}  # (backend, device) -> that backend's generator
+        self._pending = {}  # (backend, device) -> saved state to apply when the stream starts
 
     def __repr__(self):
         return f"Generator(seed={self.seed})"
@@ -71,8 +72,25 @@ class Generator:
                     g = cupy.random.default_rng(self.seed)
             else:  # NumPy itself, or NumPy's stream copied to the backend
                 g = np.random.default_rng(self.seed)
+            saved = self._pending.pop(key, None)
+            if saved is not None:
+                _set_stream_state(g, saved)
             self._streams[key] = g
         return g
+
+    def get_state(self):
+        """The seed and the position of every stream drawn from so far, as JSON-able data, so
+        that :meth:`set_state` continues the very same draws (a resumed training run)."""
+        streams = {f"{b}|{d}": _stream_state(g) for (b, d), g in self._streams.items()}
+        streams.update({f"{b}|{d}": s for (b, d), s in self._pending.items()})
+        return {"seed": self.seed, "streams": streams}
+
+    def set_state(self, state):
+        """Continue from what :meth:`get_state` returned (streams resume on first use)."""
+        self.seed = int(state["seed"])
+        self._streams = {}
+        self._pending = {tuple(k.split("|", 1)): v for k, v in state["streams"].items()}
+        return self
 
     def uniform(self, shape, dtype=None, *, xp=None, device=None):
         """Array of ``shape`` filled with independent draws from ``U[0, 1)``.
@@ -108,3 +126,25 @@ class Generator:
                 return g.random(shape, dtype=np.dtype(name))
         u = g.random(shape, dtype=name)
         return u if is_numpy_namespace(xp) else from_numpy(u, xp, device)
+
+
+def _stream_state(g):
+    """JSON-able position of one backend generator."""
+    if isinstance(g, np.random.Generator):
+        return {"numpy": g.bit_generator.state}
+    if type(g).__module__.startswith("torch"):
+        return {"torch": [int(b) for b in g.get_state().tolist()]}
+    # CuPy's generators expose no portable state: a resumed stream starts again from the seed
+    return {"restart": type(g).__name__}
+
+
+def _set_stream_state(g, saved):
+    if "numpy" in saved and isinstance(g, np.random.Generator):
+        g.bit_generator.state = saved["numpy"]
+    elif "torch" in saved and type(g).__module__.startswith("torch"):
+        import torch
+
+        g.set_state(torch.tensor(saved["torch"], dtype=torch.uint8))
+    elif "restart" not in saved:
+        raise ValueError(f"a saved random state of kind {sorted(saved)} does not fit a "
+                         f"{type(g).__name__} generator")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["History", "TrainingDiverged"]
+__all__ = ["History", "TrainingDiverged", "TrainingInterrupted"]
 
 
 class TrainingDiverged(FloatingPointError):
@@ -11,6 +11,24 @@ class TrainingDiverged(FloatingPointError):
     def __init__(self, message, history):
         super().__init__(message)
         self.history = history
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped on Ctrl-C after finishing the step it was in.
+
+    Attributes
+    ----------
+    history : History
+    saved : pathlib.Path or None
+        The training state written on the way out (``fit(..., state=...)``), from which
+        ``fit(..., resume=...)`` continues exactly.
+    epoch, batch : int
+        Where it stopped: ``batch`` batches of epoch ``epoch`` were done.
+    """
+
+    def __init__(self, message, history, saved, epoch, batch):
+        super().__init__(message)
+        self.history, self.saved, self.epoch, self.batch = history, saved, epoch, batch
 
 
 class History:
@@ -28,6 +46,14 @@ class History:
     def to_dict(self):
         return {"epochs": self.epochs, "best_epoch": self.best_epoch,
                 "stop_reason": self.stop_reason}
+
+    @classmethod
+    def from_dict(cls, d):
+        """The inverse of :meth:`to_dict`."""
+        h = cls()
+        h.epochs, h.best_epoch, h.stop_reason = list(d["epochs"]), d["best_epoch"], d[
+            "stop_reason"]
+        return h
 
     def plot(self, path, title=None):
         """Write the learning curves (loss, and the validation metric) to a PNG at ``path``."""

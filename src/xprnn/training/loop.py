@@ -1,5 +1,6 @@
-"""``fit`` (batches, clipping, progress bar, validation, early stopping, best-model checkpoints)
-and ``evaluate``, for any model that follows the training protocol of :mod:`xprnn.models.base`.
+"""``fit`` (batches, clipping, progress bar, validation, early stopping, best-model checkpoints,
+a resumable training state) and ``evaluate``, for any model that follows the training protocol
+of :mod:`xprnn.models.base`.
 
 Batches are tuples of NumPy arrays; the model moves them to its backend. A classifier's batch is
 ``(ids, lengths, labels)``; a language model's is ``(inputs, targets)``, taken in order so the
@@ -12,7 +13,9 @@ import time
 
 from tqdm.auto import tqdm
 
-from .history import History, TrainingDiverged
+from .history import History, TrainingDiverged, TrainingInterrupted
+from .interrupt import deferred_interrupt
+from .state import load_state, save_state
 from .step import train_step
 
 __all__ = ["fit", "evaluate"]
@@ -38,25 +41,60 @@ def evaluate(model, batches):
     return model.metrics(sums, count)
 
 
-def _better(score, best, mode):
-    return best is None or (score > best if mode == "max" else score < best)
+def _score(rec, metric, mode):
+    """A validation record's rank, larger is better: the model's metric, ties broken by the
+    lower loss (an accuracy of 20 validation examples ties often); None if not a number."""
+    main = rec[f"valid_{metric}"] if mode == "max" else -rec[f"valid_{metric}"]
+    score = [main, -rec.get("valid_loss", 0.0)]
+    return None if any(v != v for v in score) else score
+
+
+class _Run:
+    """The loop's bookkeeping: what a training state saves and a resume restores."""
+
+    def __init__(self):
+        self.history = History()
+        self.best_score, self.best_params, self.since_best = None, None, 0
+        self.epoch, self.batch = 1, 0  # the next batch to run: `batch` done in `epoch`
+        self.data_epoch = None  # the train iterable's epoch counter at the start of `epoch`
+        self.loss_sum, self.tokens, self.seconds = 0.0, 0, 0.0
+        self.carry = None
+
+    def trainer(self):
+        return {"epoch": self.epoch, "batch": self.batch, "data_epoch": self.data_epoch,
+                "loss_sum": self.loss_sum, "tokens": self.tokens, "seconds": self.seconds,
+                "best_score": self.best_score, "since_best": self.since_best,
+                "history": self.history.to_dict()}
+
+    def restore(self, loaded):
+        t = loaded["trainer"]
+        self.epoch, self.batch, self.data_epoch = t["epoch"], t["batch"], t["data_epoch"]
+        self.loss_sum, self.tokens, self.seconds = t["loss_sum"], t["tokens"], t["seconds"]
+        self.best_score, self.since_best = t["best_score"], t["since_best"]
+        self.history = History.from_dict(t["history"])
+        self.best_params, self.carry = loaded["best"], loaded["carry"]
 
 
 def fit(model, train, optimizer, epochs=1, *, valid=None, clip=None, patience=None,
         checkpoint=None, restore_best=True, progress=True, log=print, deadline=None,
-        grad_hook=None):
+        grad_hook=None, state=None, resume=None):
     """Train ``model`` for up to ``epochs`` passes over ``train``.
 
     Parameters
     ----------
     model : SequenceClassifier, LanguageModel, or any model with the training protocol
     train : re-iterable of batches (e.g. :func:`xprnn.text.batching.batches`)
+        Each pass must give the same batches in the same order for the same epoch, as
+        :class:`~xprnn.text.batching.Batches` does (its ``epoch`` counter is saved and restored),
+        so that a resumed run sees exactly the batches it would have seen.
     optimizer : an optimizer from :mod:`xprnn.optim` (``step(params, grads) -> params``)
     epochs : int
+        The total number of epochs, counting those done before a resume.
     valid : re-iterable of batches, optional
         Evaluated after every epoch (:func:`evaluate`); it decides the best epoch by the
         model's ``selection`` (highest accuracy for a classifier, lowest loss for a language
-        model).
+        model; ties go to the lower validation loss). An epoch whose score is not a number is
+        never the best.
     clip : float, optional
         Clip the global gradient norm to this value.
     patience : int, optional
@@ -75,6 +113,13 @@ def fit(model, train, optimizer, epochs=1, *, valid=None, clip=None, patience=No
         ``history.stop_reason`` says so.
     grad_hook : callable ``(grads) -> grads``, optional
         Sees every step's gradients before clipping (:func:`xprnn.training.step.train_step`).
+    state : path, optional
+        File where the training state (:mod:`xprnn.training.state`) is written at the end of
+        every epoch and when Ctrl-C stops the run.
+    resume : path, optional
+        A training state (file, or a folder holding ``training_state.safetensors``) to continue
+        from: the model, the optimizer, the random streams, the position in the data, the best
+        epoch and the history are restored, and the run ends exactly as if never stopped.
 
     Returns
     -------
@@ -84,67 +129,104 @@ def fit(model, train, optimizer, epochs=1, *, valid=None, clip=None, patience=No
     ------
     TrainingDiverged
         If the loss becomes NaN or infinite; the model keeps its last good parameters.
+    TrainingInterrupted
+        On Ctrl-C: the step under way is finished, the training state written (when ``state``
+        is given), and the exception says where. A second Ctrl-C stops at once.
     """
+    run = _Run()
+    if resume is not None:
+        run.restore(load_state(resume, model, optimizer))
     metric, mode = model.selection
-    history = History()
-    best_score, best_params, since_best = None, None, 0
+    history = run.history
     good = model.state_dict()  # references, not copies: updates build new arrays
-    for epoch in range(1, int(epochs) + 1):
-        if deadline is not None and time.monotonic() >= deadline:
-            history.stop_reason = f"time limit reached before epoch {epoch}"
-            break
-        model.train()
-        t0, tokens, loss_sum, steps, carry = time.perf_counter(), 0, 0.0, 0, None
-        bar = tqdm(train, desc=f"epoch {epoch}/{epochs}", disable=not progress, leave=False,
-                   total=len(train) if hasattr(train, "__len__") else None)
-        for batch in bar:
-            before = model.state_dict()
-            try:
-                result = train_step(model, batch, optimizer, carry=carry, clip=clip,
-                                    grad_hook=grad_hook)
-            except TrainingDiverged as e:
-                model.update(good)
-                history.stop_reason = f"{e} at epoch {epoch}, step {steps + 1}"
-                raise TrainingDiverged(
-                    f"training stopped: {history.stop_reason}; the model keeps its last good "
-                    "parameters" + (f" and the best checkpoint is in {checkpoint}" if checkpoint
-                                    and best_params is not None else ""),
-                    history,
-                ) from None
-            good, carry = before, result.carry
-            steps += 1
-            loss_sum += result.loss
-            tokens += model.batch_tokens(batch)
-            if progress:
-                bar.set_postfix(loss=f"{loss_sum / steps:.4f}",
-                                tok_s=f"{tokens / (time.perf_counter() - t0):.0f}")
+
+    def save_to_state():
+        if state is not None:
+            save_state(state, model, optimizer, run.trainer(), best=run.best_params,
+                       carry=run.carry)
+
+    with deferred_interrupt() as interrupted:
+        while run.epoch <= int(epochs):
+            epoch = run.epoch
             if deadline is not None and time.monotonic() >= deadline:
-                history.stop_reason = f"time limit reached in epoch {epoch} after {steps} steps"
+                history.stop_reason = f"time limit reached before epoch {epoch}"
                 break
-        bar.close()
-        good = model.state_dict()
-        seconds = time.perf_counter() - t0
-        rec = {"epoch": epoch, "train_loss": loss_sum / max(steps, 1), "seconds": seconds,
-               "tokens_per_s": tokens / seconds if seconds > 0 else float("nan")}
-        if valid is not None:
-            rec.update({f"valid_{k}": v for k, v in evaluate(model, valid).items()})
-            score = rec[f"valid_{metric}"]
-            if _better(score, best_score, mode):
-                best_score, best_params, since_best = score, good, 0
-                history.best_epoch = epoch
-                if checkpoint is not None:
-                    model.save(checkpoint)
-            else:
-                since_best += 1
-        history.epochs.append(rec)
-        if log is not None:
-            log("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                          for k, v in rec.items()))
-        if history.stop_reason is not None:  # the deadline passed during this epoch
-            break
-        if patience is not None and valid is not None and since_best >= patience:
-            history.stop_reason = f"no better validation score for {patience} epochs"
-            break
-    if restore_best and best_params is not None:
-        model.update(best_params)
+            model.train()
+            if run.data_epoch is None:
+                run.data_epoch = getattr(train, "epoch", None)
+            elif hasattr(train, "epoch"):  # resumed: replay this epoch's order, skip what's done
+                train.epoch = run.data_epoch
+            t0, steps = time.perf_counter() - run.seconds, run.batch
+            batches = iter(train)
+            for _ in range(run.batch):
+                next(batches)
+            total = len(train) if hasattr(train, "__len__") else None
+            bar = tqdm(batches, desc=f"epoch {epoch}/{epochs}", disable=not progress,
+                       leave=False, total=total, initial=run.batch)
+            for batch in bar:
+                before = model.state_dict()
+                try:
+                    result = train_step(model, batch, optimizer, carry=run.carry, clip=clip,
+                                        grad_hook=grad_hook)
+                except TrainingDiverged as e:
+                    model.update(good)
+                    history.stop_reason = f"{e} at epoch {epoch}, step {steps + 1}"
+                    raise TrainingDiverged(
+                        f"training stopped: {history.stop_reason}; the model keeps its last good "
+                        "parameters" + (f" and the best checkpoint is in {checkpoint}"
+                                        if checkpoint and run.best_params is not None else ""),
+                        history,
+                    ) from None
+                good, run.carry = before, result.carry
+                steps += 1
+                run.batch = steps
+                run.loss_sum += result.loss
+                run.tokens += model.batch_tokens(batch)
+                run.seconds = time.perf_counter() - t0
+                if progress:
+                    bar.set_postfix(loss=f"{run.loss_sum / steps:.4f}",
+                                    tok_s=f"{run.tokens / run.seconds:.0f}")
+                if interrupted():
+                    bar.close()
+                    save_to_state()
+                    where = f"; the training state is in {state}" if state is not None else ""
+                    raise TrainingInterrupted(
+                        f"interrupted after {steps} batches of epoch {epoch}{where}", history,
+                        state, epoch, steps)
+                if deadline is not None and time.monotonic() >= deadline:
+                    history.stop_reason = (f"time limit reached in epoch {epoch} after {steps} "
+                                           "steps")
+                    break
+            bar.close()
+            good = model.state_dict()
+            seconds = time.perf_counter() - t0
+            rec = {"epoch": epoch, "train_loss": run.loss_sum / max(steps, 1),
+                   "seconds": seconds,
+                   "tokens_per_s": run.tokens / seconds if seconds > 0 else float("nan")}
+            run.epoch, run.batch, run.loss_sum, run.tokens, run.seconds = epoch + 1, 0, 0.0, 0, 0.0
+            run.data_epoch = getattr(train, "epoch", None)  # where the next epoch's order starts
+            run.carry = None  # a language model's state starts afresh every epoch
+            if valid is not None:
+                rec.update({f"valid_{k}": v for k, v in evaluate(model, valid).items()})
+                score = _score(rec, metric, mode)
+                if score is not None and (run.best_score is None or score > run.best_score):
+                    run.best_score, run.best_params, run.since_best = score, good, 0
+                    history.best_epoch = epoch
+                    if checkpoint is not None:
+                        model.save(checkpoint)
+                else:
+                    run.since_best += 1
+            history.epochs.append(rec)
+            out_of_patience = patience is not None and valid is not None and (
+                run.since_best >= patience)
+            if history.stop_reason is None and out_of_patience:
+                history.stop_reason = f"no better validation score for {patience} epochs"
+            save_to_state()
+            if log is not None:
+                log("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                              for k, v in rec.items()))
+            if history.stop_reason is not None:  # the deadline passed, or patience ran out
+                break
+    if restore_best and run.best_params is not None:
+        model.update(run.best_params)
     return history
