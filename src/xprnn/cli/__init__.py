@@ -68,6 +68,6 @@ def main(argv=None) -> int:
     except CLIError as e:
         print(f"xprnn: error: {e}", file=sys.stderr)
         return e.code
-    except KeyboardInterrupt:
-        print("xprnn: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:  # a train command says what it saved and how to resume
+        print(f"xprnn: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
         return 130

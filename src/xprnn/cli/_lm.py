@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 import sys
-from pathlib import Path
 
 import numpy as np
 
 from .. import cells
 from . import _common as c
+from . import _export
 from ._common import CLIError
 
 __all__ = ["add_parser"]
@@ -23,10 +23,11 @@ def add_parser(sub):
         "train", help="train a next-token model on one text file",
         description="Train a language model on one text file with truncated BPTT. The last "
         "--valid-fraction of the text (one contiguous piece) is held out for validation.")
-    t.add_argument("--text", required=True, metavar="FILE",
-                   help="a UTF-8 text file (.gz read transparently)")
-    t.add_argument("--level", choices=("char", "word"), required=True,
-                   help="tokens are characters, or words split on whitespace")
+    t.add_argument("--text", metavar="FILE",
+                   help="a UTF-8 text file (.gz read transparently); required unless --resume")
+    t.add_argument("--level", choices=("char", "word"),
+                   help="tokens are characters, or words split on whitespace; required unless "
+                        "--resume")
     t.add_argument("--lowercase", action="store_true", help="lowercase the text first")
     m = t.add_argument_group("model")
     m.add_argument("--cell", choices=cells.names(), default="lstm",
@@ -51,8 +52,9 @@ def add_parser(sub):
                    help="BPTT length: tokens per chunk")
     o.add_argument("--batch-size", type=c.positive_int, default=32, metavar="N",
                    help="parallel streams (rows) the text is cut into")
-    o.add_argument("--epochs", type=c.positive_int, default=10, metavar="N",
-                   help="passes over the training text")
+    o.add_argument("--epochs", type=c.positive_int, metavar="N",
+                   help="passes over the training text (default: 10; with --resume, the "
+                        "run's own total)")
     o.add_argument("--lr", type=c.positive_float, default=2e-3, help="learning rate")
     o.add_argument("--optimizer", choices=("adam", "adamw", "sgd", "adagrad"), default="adam",
                    help="update rule")
@@ -70,6 +72,7 @@ def add_parser(sub):
     c.add_progress_options(o)
     t.add_argument("--out", default="runs/lm", metavar="DIR",
                    help="directory for the model, history.json and learning_curve.png")
+    c.add_run_options(t)
     t.add_argument("--json", action="store_true", help="print only the final metrics, as JSON")
     c.add_backend_options(t, "float32")
     t.set_defaults(run=train)
@@ -89,6 +92,8 @@ def add_parser(sub):
                    help="seed for sampling (default: a fresh one each run)")
     c.add_backend_options(g)
     g.set_defaults(run=generate)
+
+    _export.add_lm(tasks)
 
 
 # -- tokens --------------------------------------------------------------------------------------
@@ -138,6 +143,11 @@ def train(args):
     from ..text import UNK, Vocabulary
     from ..text.readers import read_text
 
+    c.apply_resume(args, epochs=10)
+    missing = [f"--{k}" for k in ("text", "level") if getattr(args, k) is None]
+    if missing:
+        raise CLIError(f"the following arguments are required: {', '.join(missing)}")
+    out = c.prepare_out(args)
     xp, device = c.backend_from_args(args)
     try:
         text = read_text(args.text)
@@ -175,10 +185,6 @@ def train(args):
     options = {k: v for k, v in vars(args).items() if k != "run"}
     model.meta = {"task": "lm", "tokenizer": tokenizer, "vocab": vocab.to_dict(),
                   "seq_len": args.seq_len, "options": options}
-    out = Path(args.out)
-    if out.is_file():
-        raise CLIError(f"--out {out}: is a file, expected a directory")
-    out.mkdir(parents=True, exist_ok=True)
     say = c.say(args)
     unit = "char" if args.level == "char" else "word"
     if not args.json:

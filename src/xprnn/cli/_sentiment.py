@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from .. import cells
 from . import _common as c
+from . import _export
 from . import _sentiment_data as sd
 from ._common import CLIError
 
@@ -69,8 +68,9 @@ def add_parser(sub):
     o = t.add_argument_group("training")
     o.add_argument("--batch-size", type=c.positive_int, default=d["batch_size"], metavar="N",
                    help="reviews per step")
-    o.add_argument("--epochs", type=c.positive_int, default=d["epochs"], metavar="N",
-                   help="passes over the training rows")
+    o.add_argument("--epochs", type=c.positive_int, metavar="N",
+                   help="passes over the training rows (default: 5; with --resume, the "
+                        "run's own total)")
     o.add_argument("--lr", type=c.positive_float, default=d["lr"], help="learning rate")
     o.add_argument("--optimizer", choices=("adam", "adamw", "sgd", "adagrad"),
                    default=d["optimizer"], help="update rule")
@@ -89,6 +89,7 @@ def add_parser(sub):
     c.add_progress_options(o)
     t.add_argument("--out", default="runs/sentiment", metavar="DIR",
                    help="directory for the model, history.json and learning_curve.png")
+    c.add_run_options(t)
     t.add_argument("--json", action="store_true", help="print only the final metrics, as JSON")
     c.add_backend_options(t, "float32")
     t.set_defaults(run=train)
@@ -112,6 +113,8 @@ def add_parser(sub):
     r.add_argument("--json", action="store_true", help="print one JSON object per text")
     c.add_backend_options(r)
     r.set_defaults(run=predict)
+
+    _export.add_sentiment(tasks)
 
 
 # -- train ---------------------------------------------------------------------------------------
@@ -164,6 +167,8 @@ def train(args):
     from ..text import Vocabulary
     from ..training import evaluate
 
+    c.apply_resume(args, epochs=DEFAULTS["epochs"])
+    out = c.prepare_out(args)
     xp, device = c.backend_from_args(args)
     texts, y, classes, test = _load_train_data(args)
     tr, va = _split(len(texts), args.valid_fraction, args.seed)
@@ -195,10 +200,6 @@ def train(args):
         raise CLIError(str(e)) from None
     options = {k: v for k, v in vars(args).items() if k != "run"}
     model.meta = {**meta, "options": options}
-    out = Path(args.out)
-    if out.is_file():
-        raise CLIError(f"--out {out}: is a file, expected a directory")
-    out.mkdir(parents=True, exist_ok=True)
     say = c.say(args)
     if not args.json:
         say(f"training on {tr.size} reviews ({va.size} for validation"

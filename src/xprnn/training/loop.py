@@ -100,7 +100,8 @@ def fit(model, train, optimizer, epochs=1, *, valid=None, clip=None, patience=No
     patience : int, optional
         Stop after this many epochs without a better validation score.
     checkpoint : path, optional
-        Directory where the best model so far is saved (atomically) after each better epoch.
+        Directory where the best model so far is saved (atomically) after each better epoch;
+        without ``valid``, after every epoch.
     restore_best : bool
         Load the best epoch's parameters back at the end (needs ``valid``).
     progress : bool
@@ -216,6 +217,8 @@ def fit(model, train, optimizer, epochs=1, *, valid=None, clip=None, patience=No
                         model.save(checkpoint)
                 else:
                     run.since_best += 1
+            elif checkpoint is not None:  # without validation the latest model is the one kept
+                model.save(checkpoint)
             history.epochs.append(rec)
             out_of_patience = patience is not None and valid is not None and (
                 run.since_best >= patience)

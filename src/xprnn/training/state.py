@@ -29,7 +29,7 @@ from .._version import __version__
 from ..backend import Generator, from_numpy, to_numpy
 from ..checkpoint import _atomic_write
 
-__all__ = ["STATE_NAME", "save_state", "load_state"]
+__all__ = ["STATE_NAME", "ResumeError", "save_state", "load_state", "read_meta"]
 
 STATE_NAME = "training_state.safetensors"
 FORMAT = "xprnn-training-state"
@@ -97,8 +97,42 @@ def save_state(path, model, optimizer, trainer, *, best=None, carry=None):
     return path
 
 
+class ResumeError(ValueError):
+    """A training state that is missing, unreadable, or does not fit the model and optimizer
+    it is loaded into (raised before anything is changed)."""
+
+
 def _fail(path, why):
-    raise ValueError(f"{path}: cannot resume from this training state: {why}")
+    raise ResumeError(f"{path}: cannot resume from this training state: {why}")
+
+
+def _file(path):
+    path = Path(path)
+    if path.is_dir():
+        path = path / STATE_NAME
+    if not path.is_file():
+        raise ResumeError(f"{path}: no training state to resume from (no such file)")
+    return path
+
+
+def read_meta(path):
+    """The saved model's ``meta`` (the command line keeps its options there), read from the
+    header alone: what a resumed run needs to rebuild the data and the model first."""
+    path = _file(path)
+    try:
+        with safetensors.safe_open(path, framework="numpy") as f:
+            header = f.metadata() or {}
+        if header.get("format") != FORMAT:
+            _fail(path, f"format is {header.get('format')!r}, expected {FORMAT!r}")
+        meta = json.loads(header["model_meta"])
+    except (KeyError, json.JSONDecodeError) as e:
+        _fail(path, f"malformed header ({type(e).__name__}: {e})")
+    except ResumeError:
+        raise
+    except Exception as e:  # SafetensorError, OSError
+        raise ResumeError(f"{path}: not a readable training state ({type(e).__name__}: {e})"
+                          ) from None
+    return meta
 
 
 def load_state(path, model, optimizer):
@@ -112,22 +146,18 @@ def load_state(path, model, optimizer):
 
     Raises
     ------
-    ValueError
-        Naming the file and the mismatch (another model class or config, another optimizer,
-        parameter names or shapes that differ) before anything is changed.
+    ResumeError
+        A ``ValueError`` naming the file and the mismatch (another model class or config,
+        another optimizer, parameter names or shapes that differ) before anything is changed.
     """
-    path = Path(path)
-    if path.is_dir():
-        path = path / STATE_NAME
-    if not path.is_file():
-        raise ValueError(f"{path}: no training state to resume from (no such file)")
+    path = _file(path)
     try:
         with safetensors.safe_open(path, framework="numpy") as f:
             header = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # SafetensorError, OSError: truncated or not safetensors
-        raise ValueError(f"{path}: not a readable training state ({type(e).__name__}: {e})"
-                         ) from None
+        raise ResumeError(f"{path}: not a readable training state ({type(e).__name__}: {e})"
+                          ) from None
     if header.get("format") != FORMAT:
         _fail(path, f"format is {header.get('format')!r}, expected {FORMAT!r}")
     try:
