@@ -86,6 +86,10 @@ class Cell:
         be None).
     forward, backward : callable
         The pointwise halves of a step (see the module docstring).
+    projectable : bool
+        Whether the output state may be projected to a smaller size after each step
+        (``proj_size``): only where the pointwise maths never reads ``h_prev`` itself, as in
+        the LSTM, whose ``h_prev`` enters through the recurrent product alone.
     """
 
     name: str
@@ -94,17 +98,22 @@ class Cell:
     prepare: Callable
     forward: Callable
     backward: Callable
+    projectable: bool = False
 
     @property
     def num_states(self) -> int:
         return len(self.states)
 
-    def parameters(self, input_size, hidden_size, bias=True):
-        """``{name: shape}`` of one direction's parameters, in initialisation order."""
+    def parameters(self, input_size, hidden_size, bias=True, proj_size=0):
+        """``{name: shape}`` of one direction's parameters, in initialisation order (PyTorch's:
+        ``weight_hr (P, H)`` last when projecting to ``proj_size = P``)."""
         GH = self.gates * hidden_size
-        shapes = {"weight_ih": (GH, input_size), "weight_hh": (GH, hidden_size)}
+        shapes = {"weight_ih": (GH, input_size),
+                  "weight_hh": (GH, proj_size or hidden_size)}
         if bias:
             shapes.update(bias_ih=(GH,), bias_hh=(GH,))
+        if proj_size:
+            shapes["weight_hr"] = (proj_size, hidden_size)
         return shapes
 
     def init(self, shapes, hidden_size, rng):

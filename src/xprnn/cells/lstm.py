@@ -6,6 +6,10 @@ r"""Long short-term memory (``torch.nn.LSTM``), gate order ``i, f, g, o``.
                   + h_{prev} W_{hh}^T + b_{hh}) \\
     c &= f \odot c_{prev} + i \odot g, \qquad h = o \odot \tanh(c)
 
+With ``proj_size = P`` (``torch.nn.LSTM(proj_size=P)``) the loop multiplies the new ``h`` by
+``W_hr^T`` ``(H, P)`` after each step, so the state ``h`` and the output have P entries and
+``weight_hh`` is ``(4H, P)``; the pointwise maths is the same.
+
 One ``tanh`` covers all four gates: ``sigmoid(u) = (tanh(u / 2) + 1) / 2`` and the halving is
 folded into the ``i, f, o`` rows of the weights once per call (:func:`prepare`), so nothing can
 overflow (no ``exp``) and the step body stays a handful of array operations.
@@ -30,7 +34,7 @@ def prepare(p, *, xp):
 
 
 def forward(xw, gh, h_prev, c_prev, half, *, xp):
-    H = h_prev.shape[-1]
+    H = c_prev.shape[-1]  # (h_prev is narrower with a projection)
     t = xp.tanh(xw + gh)
     a = t * half + half  # i, f, o as sigmoids (the g block of a is unused: g = t there)
     c = a[:, H : 2 * H] * c_prev + a[:, :H] * t[:, 2 * H : 3 * H]
@@ -53,4 +57,4 @@ def backward(dh, dc, t, c_prev, tanh_c, one, half, four, *, xp):
     return dgates, dgates, None, dc * f
 
 
-LSTM = register(Cell("lstm", 4, ("h", "c"), prepare, forward, backward))
+LSTM = register(Cell("lstm", 4, ("h", "c"), prepare, forward, backward, projectable=True))

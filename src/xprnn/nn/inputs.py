@@ -73,16 +73,17 @@ def check_sequence(layer, x, h0, lengths):
     T, B = x.shape[0], x.shape[1]
     if T < 1:
         raise ValueError("x must have at least one time step")
-    LD, H = layer.num_layers * layer.num_directions, layer.hidden_size
-    expected = (LD, H) if unbatched else (LD, B, H)
+    LD = layer.num_layers * layer.num_directions
     init = []
-    for name, s in zip(names[1:], states):
+    for name, s, n in zip(names[1:], states, layer.state_sizes):
         check_float(s, name, xp, layer.dtype)
+        expected = (LD, n) if unbatched else (LD, B, n)
         if tuple(s.shape) != expected:
             raise ValueError(f"{name} has shape {tuple(s.shape)}, expected {expected}")
         init.append(s[:, None, :] if unbatched else s)
     if not init:
-        init = [xp.zeros((LD, B, H), dtype=layer.dtype, device=layer.device)] * ns
+        init = [xp.zeros((LD, B, n), dtype=layer.dtype, device=layer.device)
+                for n in layer.state_sizes]
     info = None
     if lengths is not None:
         n = check_lengths(lengths, T, B)

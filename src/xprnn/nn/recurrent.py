@@ -75,29 +75,35 @@ class DirectionCache(NamedTuple):
     weights: object  # the cell's Weights
     x: object  # (T, B, I), in the direction's own time order
     steps: list  # per-step pointwise caches
-    h_prev: object  # (T, B, H): the output state entering each step
+    h_prev: object  # (T, B, H or P): the output state entering each step
     lengths: object  # Lengths or None
     reverse: bool
+    h_full: object  # (T, B, H): the outputs before the projection, or None without one
 
 
-def _scan(cell, w, xw, state, lengths, keep, *, xp):
-    """Run the cell over time. Returns outputs ``(T, B, H)``, the final state, and (when
-    ``keep``) the per-step caches and the output state entering each step."""
+def _scan(cell, w, xw, state, lengths, keep, W_proj=None, *, xp):
+    """Run the cell over time. Returns outputs ``(T, B, H)`` (P with a projection), the final
+    state, and (when ``keep``) the per-step caches, the output state entering each step and
+    the unprojected outputs (with a projection)."""
     # the step body runs T times: everything it looks up is bound to a local first
     step = pointwise(cell.forward, xp=xp, dtype=xw.dtype)
     W_rec, b_rec, fw, ns = w.W_rec, w.b_rec, w.fw, len(state)
     T = xw.shape[0]
     masks = [None] * T if lengths is None else lengths.masks
-    outs, caches, prev = [], [], []
+    outs, caches, prev, full = [], [], [], []
     for t in range(T):
         gh = state[0] @ W_rec
         if b_rec is not None:
             gh = gh + b_rec
         res = step(xw[t, ...], gh, *state, *fw)
         new = res[:ns]
+        if W_proj is not None:  # h = h_full W_hr^T: the state and output shrink to P
+            new = (res[0] @ W_proj,) + new[1:]
         if keep:
             prev.append(state[0])
             caches.append(res[ns:])
+            if W_proj is not None:
+                full.append(res[0])
         m = masks[t]
         if m is not None:
             # padded rows: keep the state, emit zeros
@@ -106,17 +112,18 @@ def _scan(cell, w, xw, state, lengths, keep, *, xp):
         else:
             outs.append(new[0])
         state = new
-    return xp.stack(outs), state, caches, prev
+    return xp.stack(outs), state, caches, prev, full
 
 
-def _scan_backward(cell, w, caches, d_out, dstate, lengths, *, xp):
-    """BPTT over the caches of :func:`_scan`. Returns ``dxw``, ``dgh`` ``(T, B, G*H)`` and the
-    gradient of the initial state."""
+def _scan_backward(cell, w, caches, d_out, dstate, lengths, W_hr=None, *, xp):
+    """BPTT over the caches of :func:`_scan`. Returns ``dxw``, ``dgh`` ``(T, B, G*H)``, the
+    gradient of the initial state and (with a projection ``W_hr (P, H)``) the gradients of the
+    projected outputs ``(T, B, P)``."""
     step_backward = pointwise(cell.backward, xp=xp, dtype=d_out.dtype)
     W_hh, bw = w.W_hh, w.bw
     T = len(caches)
     masks = [None] * T if lengths is None else lengths.masks
-    dxws, dghs = [], []
+    dxws, dghs, dhs = [], [], []
     for t in range(T - 1, -1, -1):
         dh = dstate[0] + d_out[t, ...]
         m = masks[t]
@@ -125,6 +132,9 @@ def _scan_backward(cell, w, caches, d_out, dstate, lengths, *, xp):
             step_in = (xp.where(m, dh, 0.0),) + tuple(xp.where(m, d, 0.0) for d in dstate[1:])
         else:
             step_in = (dh,) + dstate[1:]
+        if W_hr is not None:  # back through h = h_full W_hr^T
+            dhs.append(step_in[0])
+            step_in = (step_in[0] @ W_hr,) + step_in[1:]
         res = step_backward(*step_in, *caches[t], *bw)
         dxw, dgh, direct = res[0], res[1], res[2]
         dh_prev = dgh @ W_hh if direct is None else direct + dgh @ W_hh
@@ -135,7 +145,8 @@ def _scan_backward(cell, w, caches, d_out, dstate, lengths, *, xp):
     dxw = xp.stack(dxws[::-1])
     # RNN and LSTM: the two gradients are the same arrays; stack them once
     same = all(a is b for a, b in zip(dxws, dghs))
-    return dxw, (dxw if same else xp.stack(dghs[::-1])), dstate
+    dh = xp.stack(dhs[::-1]) if dhs else None
+    return dxw, (dxw if same else xp.stack(dghs[::-1])), dstate, dh
 
 
 def direction_forward(cell, p, x, state0, lengths, reverse, keep=True, *, xp):
@@ -146,7 +157,8 @@ def direction_forward(cell, p, x, state0, lengths, reverse, keep=True, *, xp):
     cell : Cell
     p : dict
         The cell's parameters by name (``weight_ih (G*H, I)``, ``weight_hh (G*H, H)``,
-        ``bias_ih``, ``bias_hh`` (``(G*H,)`` or None)).
+        ``bias_ih``, ``bias_hh`` (``(G*H,)`` or None), and with a projection ``weight_hr
+        (P, H)``, when ``weight_hh`` is ``(G*H, P)``).
     x : array (T, B, I)
     state0 : tuple of arrays (B, H)
     lengths : Lengths or None
@@ -172,12 +184,15 @@ def direction_forward(cell, p, x, state0, lengths, reverse, keep=True, *, xp):
     if w.b_in is not None:
         xw = xw + w.b_in
     xw = xp.reshape(xw, (T, B, w.W_in.shape[1]))
-    out, state, caches, prev = _scan(cell, w, xw, state0, lengths, keep, xp=xp)
+    W_hr = p.get("weight_hr")  # a projection of the output (LSTM proj_size), or None
+    W_proj = None if W_hr is None else xp.matrix_transpose(W_hr)
+    out, state, caches, prev, full = _scan(cell, w, xw, state0, lengths, keep, W_proj, xp=xp)
     if reverse:
         out = _reverse(out, lengths, xp=xp)
     if not keep:
         return out, state, None
-    return out, state, DirectionCache(cell, p, w, x, caches, xp.stack(prev), lengths, reverse)
+    return out, state, DirectionCache(cell, p, w, x, caches, xp.stack(prev), lengths, reverse,
+                                      xp.stack(full) if full else None)
 
 
 def direction_backward(cache, d_out, d_state, *, xp):
@@ -197,14 +212,16 @@ def direction_backward(cache, d_out, d_state, *, xp):
     dx : array (T, B, I)
     dstate0 : tuple of arrays (B, H)
     grads : dict
-        ``weight_ih``, ``weight_hh``, and ``bias_ih``, ``bias_hh`` when the cell has biases.
+        ``weight_ih``, ``weight_hh``, and ``bias_ih``, ``bias_hh`` when the cell has biases,
+        ``weight_hr`` with a projection.
     """
     c = cache
     T, B, I = c.x.shape
     if c.reverse:
         d_out = _reverse(d_out, c.lengths, xp=xp)
-    dxw, dgh, dstate0 = _scan_backward(c.cell, c.weights, c.steps, d_out, d_state, c.lengths,
-                                       xp=xp)
+    W_hr = c.p.get("weight_hr")
+    dxw, dgh, dstate0, dh = _scan_backward(c.cell, c.weights, c.steps, d_out, d_state,
+                                           c.lengths, W_hr, xp=xp)
     GH = dxw.shape[-1]
     dxw2 = xp.reshape(dxw, (T * B, GH))
     dgh2 = xp.reshape(dgh, (T * B, GH))
@@ -213,6 +230,10 @@ def direction_backward(cache, d_out, d_state, *, xp):
         "weight_ih": xp.matrix_transpose(dxw2) @ xp.reshape(c.x, (T * B, I)),
         "weight_hh": xp.matrix_transpose(dgh2) @ xp.reshape(c.h_prev, (T * B, c.h_prev.shape[-1])),
     }
+    if W_hr is not None:  # dW_hr = sum_t dh_t^T h_full_t
+        P, H = W_hr.shape
+        grads["weight_hr"] = xp.matrix_transpose(xp.reshape(dh, (T * B, P))) @ xp.reshape(
+            c.h_full, (T * B, H))
     if c.p.get("bias_ih") is not None:
         grads["bias_ih"] = xp.sum(dxw2, axis=0)
         grads["bias_hh"] = grads["bias_ih"] if dgh is dxw else xp.sum(dgh2, axis=0)

@@ -42,6 +42,11 @@ class Recurrent(Module):
         A registered cell name (``"rnn"``, ``"rnn_relu"``, ``"lstm"``, ``"gru"``, or your own).
     input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional
         As in ``torch.nn.RNN``; ``dropout`` acts between stacked layers in training mode.
+    proj_size : int
+        ``0`` (default) or, for a cell that allows it (the LSTM), the size P the output state
+        ``h`` is projected to after every step (``torch.nn.LSTM(proj_size=P)``: parameters
+        ``weight_hr_l{k} (P, H)``, ``weight_hh_l{k} (4H, P)``; ``h`` and the outputs have P
+        entries, ``c`` keeps H).
     dtype : float32 (default) or float64
     device, xp : optional
         Backend of the parameters (NumPy on the CPU by default).
@@ -51,11 +56,18 @@ class Recurrent(Module):
     """
 
     def __init__(self, cell, input_size, hidden_size, num_layers=1, bias=True,
-                 batch_first=False, dropout=0.0, bidirectional=False, *, dtype=None,
-                 device=None, xp=None, seed=None):
+                 batch_first=False, dropout=0.0, bidirectional=False, proj_size=0, *,
+                 dtype=None, device=None, xp=None, seed=None):
         self.cell = cells.get(cell)
         self.input_size = positive_int(input_size, "input_size")
         self.hidden_size = positive_int(hidden_size, "hidden_size")
+        self.proj_size = 0 if proj_size == 0 else positive_int(proj_size, "proj_size")
+        if self.proj_size and not self.cell.projectable:
+            raise ValueError(f"proj_size is not supported by the {self.cell.name!r} cell "
+                             "(only the LSTM projects its output, as in torch)")
+        if self.proj_size >= self.hidden_size:
+            raise ValueError(f"proj_size must be smaller than hidden_size, got {proj_size} and "
+                             f"{hidden_size}")
         self.num_layers = positive_int(num_layers, "num_layers")
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
@@ -65,24 +77,37 @@ class Recurrent(Module):
         rng = np.random.default_rng(seed)
         params, self._names = {}, []
         for layer, sfx in self._directions():
-            width = self.input_size if layer == 0 else self.hidden_size * self.num_directions
-            shapes = self.cell.parameters(width, self.hidden_size, self.bias)
+            width = self.input_size if layer == 0 else self.output_size * self.num_directions
+            shapes = self.cell.parameters(width, self.hidden_size, self.bias, self.proj_size)
             init = self.cell.init(shapes, self.hidden_size, rng)
             params.update({f"{k}_l{layer}{sfx}": v for k, v in init.items()})
             # cell name -> layer name of every parameter the cell may have, biases included
-            self._names.append({k: f"{k}_l{layer}{sfx}"
-                                for k in self.cell.parameters(width, self.hidden_size)})
+            self._names.append({k: f"{k}_l{layer}{sfx}" for k in self.cell.parameters(
+                width, self.hidden_size, True, self.proj_size)})
         self._setup(params, config=self._config(), xp=xp, device=device, dtype=dtype)
 
     def _config(self):
-        return {"cell": self.cell.name, "input_size": self.input_size,
-                "hidden_size": self.hidden_size, "num_layers": self.num_layers,
-                "bias": self.bias, "batch_first": self.batch_first, "dropout": self.dropout,
-                "bidirectional": self.bidirectional}
+        config = {"cell": self.cell.name, "input_size": self.input_size,
+                  "hidden_size": self.hidden_size, "num_layers": self.num_layers,
+                  "bias": self.bias, "batch_first": self.batch_first, "dropout": self.dropout,
+                  "bidirectional": self.bidirectional}
+        if self.proj_size:
+            config["proj_size"] = self.proj_size
+        return config
 
     @property
     def num_directions(self):
         return 2 if self.bidirectional else 1
+
+    @property
+    def output_size(self):
+        """Entries of ``h`` and of each direction's output: ``proj_size`` or ``hidden_size``."""
+        return self.proj_size or self.hidden_size
+
+    @property
+    def state_sizes(self):
+        """Entries of each state array: ``h`` first (``output_size``), then e.g. ``c`` (H)."""
+        return (self.output_size,) + (self.hidden_size,) * (self.cell.num_states - 1)
 
     def _directions(self):
         """``(layer, suffix)`` of every direction, in the order of ``h0``'s first axis."""
@@ -106,6 +131,8 @@ class Recurrent(Module):
             s += ", bias=False"
         if self.dropout:
             s += f", dropout={self.dropout}"
+        if self.proj_size:
+            s += f", proj_size={self.proj_size}"
         return s
 
     # -- forward / backward -----------------------------------------------------------------
@@ -176,11 +203,12 @@ class Recurrent(Module):
         grads : dict with the keys of :meth:`state_dict`
         """
         xp, unbatched, (T, B, _) = cache.xp, cache.unbatched, cache.shape
-        D, ns, H = self.num_directions, self.cell.num_states, self.hidden_size
-        zeros = xp.zeros((self.num_layers * D, B, H), dtype=self.dtype, device=self.device)
+        D, ns, H = self.num_directions, self.cell.num_states, self.output_size
         d_final = list(d_h_n) if isinstance(d_h_n, tuple) else [d_h_n] * (ns if d_h_n is None
                                                                            else 1)
-        d_final = [zeros if d is None else (d[:, None, :] if unbatched else d) for d in d_final]
+        d_final = [xp.zeros((self.num_layers * D, B, n), dtype=self.dtype, device=self.device)
+                   if d is None else (d[:, None, :] if unbatched else d)
+                   for d, n in zip(d_final, self.state_sizes)]
         if d_out is None:
             d_out = xp.zeros((T, B, D * H), dtype=self.dtype, device=self.device)
         elif unbatched:
@@ -244,8 +272,10 @@ class _FixedCell(Recurrent):
 
     _cell = None
 
-    def __init__(self, input_size, hidden_size, *args, **kw):
-        super().__init__(self._cell, input_size, hidden_size, *args, **kw)
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, **kw):
+        super().__init__(self._cell, input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, **kw)
 
     def _config(self):
         config = super()._config()
@@ -257,7 +287,8 @@ class LSTM(_FixedCell):
     r"""Long short-term memory, gate order ``i, f, g, o`` as in ``torch.nn.LSTM``.
 
     :math:`c_t = f \odot c_{t-1} + i \odot g`, :math:`h_t = o \odot \tanh(c_t)`. Arguments as
-    :class:`RNN` without ``nonlinearity``; states are pairs ``(h, c)``.
+    :class:`RNN` without ``nonlinearity``, plus ``proj_size`` (see :class:`Recurrent`); states
+    are pairs ``(h, c)``.
     """
 
     _cell = "lstm"
