@@ -99,3 +99,12 @@ def test_out_is_checked_before_any_work(tmp_path, capsys):
     assert code == 2 and "cannot write there" in err
     code, _, err = _run(capsys, "sentiment", "train", "--resume", tmp_path / "nothing")
     assert code == 2 and "no training state to resume from" in err
+
+
+def test_python_dash_m_runs_the_command():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "xprnn", "--version"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("xprnn ")

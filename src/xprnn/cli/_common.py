@@ -92,6 +92,27 @@ def fraction(text):
     return _number(float, text, lambda v: 0 <= v < 1, "a fraction in [0, 1)")
 
 
+def fractions(text):
+    """One fraction, or several separated by commas (e.g. zoneout rates of h and c)."""
+    parts = [fraction(t) for t in text.split(",")]
+    return parts[0] if len(parts) == 1 else tuple(parts)
+
+
+def add_noise_options(group):
+    """``--recurrent-dropout`` and ``--zoneout`` of the train commands."""
+    group.add_argument("--recurrent-dropout", type=fraction, default=0.0, metavar="P",
+                       help="variational dropout on the recurrent state (one mask per sequence)")
+    group.add_argument("--zoneout", type=fractions, default=0.0, metavar="P[,PC]",
+                       help="zoneout rate of the states (LSTM: PH,PC for h and c)")
+
+
+def noise_options(args):
+    """The models' keyword arguments for ``--recurrent-dropout`` and ``--zoneout``."""
+    zoneout = args.zoneout
+    return {"recurrent_dropout": args.recurrent_dropout,
+            "zoneout": tuple(zoneout) if isinstance(zoneout, (list, tuple)) else zoneout}
+
+
 # -- backend -------------------------------------------------------------------------------------
 
 

@@ -40,6 +40,7 @@ def add_parser(sub):
                    help="stacked recurrent layers")
     m.add_argument("--dropout", type=c.fraction, default=0.0, metavar="P",
                    help="dropout on embeddings, between layers and before the decoder")
+    c.add_noise_options(m)
     m.add_argument("--tie-weights", action="store_true",
                    help="decode with the embedding matrix (embedding dim = hidden)")
     x = t.add_argument_group("vocabulary")
@@ -178,7 +179,7 @@ def train(args):
         model = LanguageModel(len(vocab), emb, args.hidden, cell=args.cell,
                               num_layers=args.layers, dropout=args.dropout,
                               tie_weights=args.tie_weights, xp=xp, device=device,
-                              dtype=args.dtype, seed=args.seed)
+                              dtype=args.dtype, seed=args.seed, **c.noise_options(args))
     except (ValueError, TypeError) as e:
         raise CLIError(str(e).replace("embedding_dim", "--embedding-dim")
                        .replace("hidden_size", "--hidden")) from None

@@ -54,6 +54,7 @@ def add_parser(sub):
                    help="how the outputs over a review become one vector")
     m.add_argument("--dropout", type=c.fraction, default=d["dropout"], metavar="P",
                    help="dropout on embeddings, between layers and before the output layer")
+    c.add_noise_options(m)
     x = t.add_argument_group("text")
     x.add_argument("--max-len", type=c.positive_int, default=d["max_len"], metavar="N",
                    help="longest review kept, in tokens")
@@ -195,7 +196,7 @@ def train(args):
             len(vocab), args.embedding_dim, args.hidden, len(classes), cell=args.cell,
             num_layers=args.layers, bidirectional=args.bidirectional, dropout=args.dropout,
             pooling=args.pooling, padding_idx=vocab.pad_id, xp=xp, device=device,
-            dtype=args.dtype, seed=args.seed)
+            dtype=args.dtype, seed=args.seed, **c.noise_options(args))
     except (ValueError, TypeError) as e:
         raise CLIError(str(e)) from None
     options = {k: v for k, v in vars(args).items() if k != "run"}

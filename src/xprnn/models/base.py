@@ -44,13 +44,18 @@ class RNNModel(Module):
         self.meta = {}  # JSON-able extras saved with the weights (vocabulary, classes, ...)
         self.p_drop = check_p(dropout)
         seed = kw.pop("seed", None)
+        # noise on the recurrence, recorded in the config only when used (older configs load)
+        noise = {k: kw.pop(k, 0.0) for k in ("recurrent_dropout", "zoneout")}
+        noise = {k: list(v) if isinstance(v, (tuple, list)) else v for k, v in noise.items()
+                 if (any(v) if isinstance(v, (tuple, list)) else v)}
+        config.update(noise)
         seeds = np.random.SeedSequence(seed).generate_state(4)
         self._setup({}, config=config, **kw)
         self.embedding = Embedding(vocab_size, embedding_dim, padding_idx, seed=int(seeds[0]),
                                    **kw)
         self.rnn = Recurrent(cell, embedding_dim, hidden_size, num_layers, batch_first=True,
                              dropout=dropout, bidirectional=bidirectional, seed=int(seeds[1]),
-                             **kw)
+                             **noise, **kw)
         self.rng = Generator(int(seeds[2]))
         self.children = {"embedding": self.embedding, "rnn": self.rnn}
         return int(seeds[3])

@@ -30,6 +30,7 @@ class SequenceClassifier(RNNModel):
         leaks into the result.
     padding_idx : int or None
         The padding token id (0 in :class:`xprnn.text.Vocabulary`).
+    recurrent_dropout, zoneout : as for :class:`xprnn.nn.layer.Recurrent` (keywords).
     dtype, device, xp, seed : as for :class:`xprnn.RNN`.
 
     Notes

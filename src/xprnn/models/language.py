@@ -25,6 +25,7 @@ class LanguageModel(RNNModel):
     tie_weights : bool
         Decode with the embedding matrix (needs ``embedding_dim == hidden_size``); then the
         state dict holds ``embedding.weight`` and ``fc.bias`` only.
+    recurrent_dropout, zoneout : as for :class:`xprnn.nn.layer.Recurrent` (keywords).
     dtype, device, xp, seed : as for :class:`xprnn.RNN`.
 
     Notes

@@ -4,10 +4,11 @@ forward beside backward."""
 
 from .dropout import Dropout, dropout, dropout_backward
 from .embedding import Embedding
+from .layer import Recurrent
 from .linear import Linear, linear, linear_backward
 from .losses import log_softmax, mse_loss, softmax, softmax_cross_entropy
 from .module import Module
-from .rnn import GRU, LSTM, RNN, Recurrent
+from .rnn import GRU, LSTM, RNN
 from .rnn_cell import GRUCell, LSTMCell, RecurrentCell, RNNCell
 
 __all__ = [

@@ -15,7 +15,7 @@ import numbers
 from ..backend import Generator, check_float, device_of, namespace
 from .module import Module
 
-__all__ = ["dropout", "dropout_backward", "check_p", "Dropout"]
+__all__ = ["dropout", "dropout_backward", "dropout_mask", "check_p", "Dropout"]
 
 
 def check_p(p):
@@ -49,10 +49,15 @@ def dropout(x, p, rng, *, xp, training=True):
     p = check_p(p)
     if not training or p == 0.0:
         return x, None
-    u = rng.uniform(x.shape, x.dtype, xp=xp, device=device_of(x))
-    # keep with probability 1 - p; the scale is folded into the mask so backward is one product
-    mask = xp.astype(u >= p, x.dtype) * (1.0 / (1.0 - p))
+    mask = dropout_mask(tuple(x.shape), p, rng, x.dtype, device_of(x), xp=xp)
     return x * mask, mask
+
+
+def dropout_mask(shape, p, rng, dtype, device, *, xp):
+    """``1 / (1 - p)`` with probability ``1 - p``, else ``0``: an inverted-dropout mask."""
+    u = rng.uniform(shape, dtype, xp=xp, device=device)
+    # keep with probability 1 - p; the scale is folded into the mask so backward is one product
+    return xp.astype(u >= p, dtype) * (1.0 / (1.0 - p))
 
 
 def dropout_backward(dy, mask):

@@ -22,7 +22,8 @@ from typing import NamedTuple
 from ..backend import device_of, pointwise
 
 __all__ = [
-    "Lengths", "DirectionCache", "direction_forward", "direction_backward", "lengths_info",
+    "Lengths", "DirectionCache", "direction_forward", "direction_backward",
+    "lengths_info",
 ]
 
 
@@ -75,32 +76,39 @@ class DirectionCache(NamedTuple):
     weights: object  # the cell's Weights
     x: object  # (T, B, I), in the direction's own time order
     steps: list  # per-step pointwise caches
-    h_prev: object  # (T, B, H or P): the output state entering each step
+    h_prev: object  # (T, B, H or P): the recurrent input of each step (h_prev, masked)
     lengths: object  # Lengths or None
     reverse: bool
     h_full: object  # (T, B, H): the outputs before the projection, or None without one
+    noise: object  # Noise or None
 
 
-def _scan(cell, w, xw, state, lengths, keep, W_proj=None, *, xp):
+def _scan(cell, w, xw, state, lengths, keep, W_proj=None, noise=None, *, xp):
     """Run the cell over time. Returns outputs ``(T, B, H)`` (P with a projection), the final
-    state, and (when ``keep``) the per-step caches, the output state entering each step and
-    the unprojected outputs (with a projection)."""
+    state, and (when ``keep``) the per-step caches, the recurrent input of each step (``h_prev``,
+    masked with recurrent dropout) and the unprojected outputs (with a projection)."""
     # the step body runs T times: everything it looks up is bound to a local first
     step = pointwise(cell.forward, xp=xp, dtype=xw.dtype)
     W_rec, b_rec, fw, ns = w.W_rec, w.b_rec, w.fw, len(state)
     T = xw.shape[0]
     masks = [None] * T if lengths is None else lengths.masks
+    rec_mask = None if noise is None else noise.rec_mask
+    zone = None if noise is None else noise.zone
     outs, caches, prev, full = [], [], [], []
     for t in range(T):
-        gh = state[0] @ W_rec
+        h_in = state[0] if rec_mask is None else state[0] * rec_mask
+        gh = h_in @ W_rec
         if b_rec is not None:
             gh = gh + b_rec
         res = step(xw[t, ...], gh, *state, *fw)
         new = res[:ns]
         if W_proj is not None:  # h = h_full W_hr^T: the state and output shrink to P
             new = (res[0] @ W_proj,) + new[1:]
+        if zone is not None:  # zoneout: each unit keeps its previous value where z says so
+            new = tuple(s_new if z is None else s_new + z[t] * (s_old - s_new)
+                        for s_new, s_old, z in zip(new, state, zone))
         if keep:
-            prev.append(state[0])
+            prev.append(h_in)
             caches.append(res[ns:])
             if W_proj is not None:
                 full.append(res[0])
@@ -115,7 +123,7 @@ def _scan(cell, w, xw, state, lengths, keep, W_proj=None, *, xp):
     return xp.stack(outs), state, caches, prev, full
 
 
-def _scan_backward(cell, w, caches, d_out, dstate, lengths, W_hr=None, *, xp):
+def _scan_backward(cell, w, caches, d_out, dstate, lengths, W_hr=None, noise=None, *, xp):
     """BPTT over the caches of :func:`_scan`. Returns ``dxw``, ``dgh`` ``(T, B, G*H)``, the
     gradient of the initial state and (with a projection ``W_hr (P, H)``) the gradients of the
     projected outputs ``(T, B, P)``."""
@@ -123,6 +131,8 @@ def _scan_backward(cell, w, caches, d_out, dstate, lengths, W_hr=None, *, xp):
     W_hh, bw = w.W_hh, w.bw
     T = len(caches)
     masks = [None] * T if lengths is None else lengths.masks
+    rec_mask = None if noise is None else noise.rec_mask
+    zone = None if noise is None else noise.zone
     dxws, dghs, dhs = [], [], []
     for t in range(T - 1, -1, -1):
         dh = dstate[0] + d_out[t, ...]
@@ -132,13 +142,20 @@ def _scan_backward(cell, w, caches, d_out, dstate, lengths, W_hr=None, *, xp):
             step_in = (xp.where(m, dh, 0.0),) + tuple(xp.where(m, d, 0.0) for d in dstate[1:])
         else:
             step_in = (dh,) + dstate[1:]
+        if zone is not None:  # back through s = z s_prev + (1 - z) s_new
+            kept = tuple(None if z is None else z[t] * d for d, z in zip(step_in, zone))
+            step_in = tuple(d if z is None else d - k for d, z, k in zip(step_in, zone, kept))
         if W_hr is not None:  # back through h = h_full W_hr^T
             dhs.append(step_in[0])
             step_in = (step_in[0] @ W_hr,) + step_in[1:]
         res = step_backward(*step_in, *caches[t], *bw)
         dxw, dgh, direct = res[0], res[1], res[2]
-        dh_prev = dgh @ W_hh if direct is None else direct + dgh @ W_hh
-        dprev = (dh_prev,) + res[3:]
+        dh_prev = dgh @ W_hh
+        if rec_mask is not None:  # h_prev entered the product through the dropout mask
+            dh_prev = dh_prev * rec_mask
+        dprev = (dh_prev if direct is None else direct + dh_prev,) + res[3:]
+        if zone is not None:
+            dprev = tuple(dp if k is None else dp + k for dp, k in zip(dprev, kept))
         dstate = dprev if m is None else tuple(xp.where(m, dp, d) for dp, d in zip(dprev, dstate))
         dxws.append(dxw)
         dghs.append(dgh)
@@ -149,7 +166,7 @@ def _scan_backward(cell, w, caches, d_out, dstate, lengths, W_hr=None, *, xp):
     return dxw, (dxw if same else xp.stack(dghs[::-1])), dstate, dh
 
 
-def direction_forward(cell, p, x, state0, lengths, reverse, keep=True, *, xp):
+def direction_forward(cell, p, x, state0, lengths, reverse, keep=True, noise=None, *, xp):
     """One layer, one direction.
 
     Parameters
@@ -167,6 +184,8 @@ def direction_forward(cell, p, x, state0, lengths, reverse, keep=True, *, xp):
         Run from each row's last valid step back to the first.
     keep : bool
         Keep what :func:`direction_backward` needs (False for inference: no cache).
+    noise : Noise, optional
+        Recurrent dropout and zoneout (:mod:`xprnn.nn.noise`).
 
     Returns
     -------
@@ -186,13 +205,14 @@ def direction_forward(cell, p, x, state0, lengths, reverse, keep=True, *, xp):
     xw = xp.reshape(xw, (T, B, w.W_in.shape[1]))
     W_hr = p.get("weight_hr")  # a projection of the output (LSTM proj_size), or None
     W_proj = None if W_hr is None else xp.matrix_transpose(W_hr)
-    out, state, caches, prev, full = _scan(cell, w, xw, state0, lengths, keep, W_proj, xp=xp)
+    out, state, caches, prev, full = _scan(cell, w, xw, state0, lengths, keep, W_proj, noise,
+                                           xp=xp)
     if reverse:
         out = _reverse(out, lengths, xp=xp)
     if not keep:
         return out, state, None
     return out, state, DirectionCache(cell, p, w, x, caches, xp.stack(prev), lengths, reverse,
-                                      xp.stack(full) if full else None)
+                                      xp.stack(full) if full else None, noise)
 
 
 def direction_backward(cache, d_out, d_state, *, xp):
@@ -221,7 +241,7 @@ def direction_backward(cache, d_out, d_state, *, xp):
         d_out = _reverse(d_out, c.lengths, xp=xp)
     W_hr = c.p.get("weight_hr")
     dxw, dgh, dstate0, dh = _scan_backward(c.cell, c.weights, c.steps, d_out, d_state,
-                                           c.lengths, W_hr, xp=xp)
+                                           c.lengths, W_hr, c.noise, xp=xp)
     GH = dxw.shape[-1]
     dxw2 = xp.reshape(dxw, (T * B, GH))
     dgh2 = xp.reshape(dgh, (T * B, GH))
