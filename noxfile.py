@@ -1,5 +1,7 @@
-"""The single entry point: ``nox`` runs the default sessions (tests on numpy, array_api_strict and
-cupy, lint and docs); ``nox -s "tests(backend='torch')"``, ``bench`` and ``results`` on request."""
+"""The single entry point: ``nox`` runs the default sessions (tests on numpy, array_api_strict,
+array_api_strict_device (array-api-strict's simulated accelerator) and cupy, lint and docs);
+``nox -s "tests(backend='torch')"``, ``nox -s "tests(backend='jax')"``, ``bench`` and ``results``
+on request."""
 
 from __future__ import annotations
 
@@ -10,16 +12,18 @@ import nox
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = False
-# plain `nox`: the torch session (a large install) and the long runs are opt-in
+# plain `nox`: the torch and jax sessions (large installs) and the long runs are opt-in
 nox.options.sessions = [
     "tests(backend='numpy')",
     "tests(backend='array_api_strict')",
+    "tests(backend='array_api_strict_device')",
     "tests(backend='cupy')",
     "lint",
     "docs",
 ]
 
 TORCH = "torch==2.13.0"  # a CPU build that installs offline on the project's machines
+JAX = "jax[cpu]"
 
 
 @nox.session
@@ -28,8 +32,10 @@ TORCH = "torch==2.13.0"  # a CPU build that installs offline on the project's ma
     [
         "numpy",
         "array_api_strict",
+        "array_api_strict_device",
         nox.param("cupy", tags=["gpu"]),
         nox.param("torch", tags=["torch"]),
+        nox.param("jax", tags=["jax"]),
     ],
 )
 def tests(session, backend):
@@ -39,6 +45,8 @@ def tests(session, backend):
     session.install("-e", ".[test]")
     if backend == "torch":
         session.install(TORCH)
+    if backend == "jax":
+        session.install(JAX)
     if backend == "cupy":
         session.install("-e", ".[cupy]")
     session.run("pytest", f"--backend={backend}", *session.posargs)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from array_api_compat import is_numpy_namespace
 
 from xprnn.backend import to_numpy
 
@@ -31,3 +33,11 @@ def numeric_grad(f, x_np, eps=1e-6):
         flat[i] = old
         gf[i] = (fp - fm) / (2 * eps)
     return g
+
+
+def other_backend(xp):
+    """A namespace of another backend than ``xp``, for mixed-backend errors: NumPy, or
+    array-api-strict when ``xp`` is NumPy (skipped where array-api-strict is not installed)."""
+    if is_numpy_namespace(xp):
+        return pytest.importorskip("array_api_strict")
+    return np

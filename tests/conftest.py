@@ -1,18 +1,25 @@
 """Shared fixtures: every test that takes ``xp`` runs on the backend chosen with ``--backend``.
 
-``pytest --backend numpy`` (default), ``array_api_strict``, ``torch`` (CPU tensors through
-array-api-compat) or ``cupy`` (skipped with its reason when no CUDA device is present).
+``pytest --backend numpy`` (default), ``array_api_strict``, ``array_api_strict_device``
+(array-api-strict on its simulated accelerator ``Device("device1")``, which refuses implicit
+conversion to NumPy and mixing devices, as a GPU does), ``torch`` (CPU tensors through
+array-api-compat), ``jax`` (CPU, with 64-bit floats enabled) or ``cupy``; a backend whose library
+is missing (or, for cupy, without a CUDA device) skips with its reason.
+
+Tests that build a layer or model on the backend pass ``xp=xp, device=device``, create their
+backend arrays with ``asarray`` (which puts them on ``device``) and read results back with
+:func:`xprnn.backend.to_numpy`.
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-BACKENDS = ("numpy", "array_api_strict", "torch", "cupy")
+BACKENDS = ("numpy", "array_api_strict", "array_api_strict_device", "torch", "jax", "cupy")
+SIMULATED_DEVICE = "device1"  # array-api-strict's stand-in for an accelerator
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
@@ -38,8 +45,14 @@ def _load(backend):
     elif backend == "torch":
         pytest.importorskip("torch", reason="torch is not installed")
         import array_api_compat.torch as xp
-    elif backend == "array_api_strict":
-        xp = importlib.import_module("array_api_strict")
+    elif backend == "jax":
+        jax = pytest.importorskip("jax", reason="jax is not installed")
+        jax.config.update("jax_enable_x64", True)  # the float64 tests need it
+        from array_api_compat import array_namespace
+
+        xp = array_namespace(jax.numpy.zeros(1))
+    elif backend in ("array_api_strict", "array_api_strict_device"):
+        xp = pytest.importorskip("array_api_strict", reason="array-api-strict is not installed")
     else:
         import array_api_compat.numpy as xp
     return xp
@@ -56,12 +69,22 @@ def xp(backend):
     return _load(backend)
 
 
+@pytest.fixture(scope="session")
+def device(backend):
+    """The device layers, models and arrays are put on: ``None`` (the backend's default) except
+    for ``array_api_strict_device``, where it is ``array_api_strict.Device("device1")``."""
+    if backend != "array_api_strict_device":
+        return None
+    array_api_strict = pytest.importorskip("array_api_strict")
+    return array_api_strict.Device(SIMULATED_DEVICE)
+
+
 @pytest.fixture
-def asarray(xp):
-    """Move a NumPy array (built in the test) to the backend under test."""
+def asarray(xp, device):
+    """Move a NumPy array (built in the test) to the backend and device under test."""
     from xprnn.backend import from_numpy
 
-    return lambda a, dtype=None: from_numpy(np.asarray(a), xp, dtype=dtype)
+    return lambda a, dtype=None: from_numpy(np.asarray(a), xp, device=device, dtype=dtype)
 
 
 @pytest.fixture(scope="session")

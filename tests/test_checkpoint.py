@@ -12,7 +12,7 @@ import safetensors
 import safetensors.numpy as st_numpy
 
 from xprnn import GRU, LSTM, RNN, Linear
-from xprnn.backend import backend_name, dtype_name, to_numpy
+from xprnn.backend import backend_name, device_of, dtype_name, to_numpy
 from xprnn.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load, save
 from xprnn.models import LanguageModel, SequenceClassifier
 from xprnn.nn.embedding import Embedding
@@ -25,14 +25,15 @@ LENGTHS = np.array([7, 4])
 TOL = {"float32": 1e-6, "float64": 0.0}
 
 
-def _classifier(xp=None, dtype="float64", seed=1):
+def _classifier(xp=None, dtype="float64", seed=1, device=None):
     return SequenceClassifier(12, 4, 5, 3, cell="lstm", num_layers=2, bidirectional=True,
-                              dropout=0.3, pooling="mean", xp=xp, dtype=dtype, seed=seed)
+                              dropout=0.3, pooling="mean", xp=xp, device=device, dtype=dtype,
+                              seed=seed)
 
 
-def _language_model(xp=None, dtype="float64", seed=2):
+def _language_model(xp=None, dtype="float64", seed=2, device=None):
     return LanguageModel(12, 6, 6, cell="gru", num_layers=2, dropout=0.2, tie_weights=True,
-                         xp=xp, dtype=dtype, seed=seed)
+                         xp=xp, device=device, dtype=dtype, seed=seed)
 
 
 MODELS = {"classifier": _classifier, "language_model": _language_model}
@@ -43,6 +44,12 @@ def _logits(model):
     if isinstance(model, SequenceClassifier):
         return to_numpy(model.forward(IDS, LENGTHS)[0])
     return to_numpy(model.forward(IDS)[0])
+
+
+def _assert_on(model, device):
+    """Every parameter of ``model`` lives on ``device`` (when one is given)."""
+    if device is not None:
+        assert all(device_of(v) == device for v in model.state_dict().values())
 
 
 def _assert_same_weights(a, b):
@@ -77,13 +84,14 @@ def saved(tmp_path):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("kind", sorted(MODELS))
-def test_round_trip_on_backend(xp, tmp_path, kind, dtype):
-    model = MODELS[kind](xp, dtype)
+def test_round_trip_on_backend(xp, device, tmp_path, kind, dtype):
+    model = MODELS[kind](xp, dtype, device=device)
     model.meta = {"vocab": ["<pad>", "a", "b"], "level": "char"}
     save(model, tmp_path / "m")
     assert sorted(os.listdir(tmp_path / "m")) == sorted([CONFIG_NAME, WEIGHTS_NAME])
-    loaded = load(tmp_path / "m", xp=xp)
+    loaded = load(tmp_path / "m", xp=xp, device=device)
     assert type(loaded) is type(model)
+    _assert_on(loaded, device)
     assert backend_name(loaded.xp) == backend_name(xp)
     assert dtype_name(loaded.dtype) == dtype  # the saved dtype is the default
     assert loaded.config == model.config and loaded.meta == model.meta
@@ -92,14 +100,15 @@ def test_round_trip_on_backend(xp, tmp_path, kind, dtype):
 
 
 @pytest.mark.parametrize("kind", sorted(MODELS))
-def test_saved_on_numpy_loaded_on_backend_and_back(xp, asarray, tmp_path, kind):
+def test_saved_on_numpy_loaded_on_backend_and_back(xp, device, asarray, tmp_path, kind):
     dtype = "float32"
     save(MODELS[kind](None, dtype), tmp_path / "np")
     # the target may be given as an array, whose backend and device are taken
     on_xp = load(tmp_path / "np", xp=asarray(np.zeros(1)))
     assert backend_name(on_xp.xp) == backend_name(xp)
+    _assert_on(on_xp, device)
     # the same seed builds the same weights directly on xp: an independent reference
-    reference = MODELS[kind](xp, dtype)
+    reference = MODELS[kind](xp, dtype, device=device)
     _assert_same_weights(on_xp, reference)
     assert rel_error(_logits(on_xp), _logits(reference)) <= TOL[dtype]
 
@@ -112,23 +121,25 @@ def test_saved_on_numpy_loaded_on_backend_and_back(xp, asarray, tmp_path, kind):
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
-def test_dtype_override_casts(xp, saved):
+def test_dtype_override_casts(xp, device, saved):
     model, path = saved
-    f32 = load(path, xp=xp, dtype="float32")
+    f32 = load(path, xp=xp, device=device, dtype="float32")
     assert dtype_name(f32.dtype) == "float32"
+    _assert_on(f32, device)
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(to_numpy(f32.state_dict()[k]), v.astype(np.float32))
 
 
-def test_load_accepts_the_file_itself(xp, saved):
+def test_load_accepts_the_file_itself(xp, device, saved):
     model, path = saved
-    loaded = load(path / WEIGHTS_NAME, xp=xp)
+    loaded = load(path / WEIGHTS_NAME, xp=xp, device=device)
+    _assert_on(loaded, device)
     _assert_same_weights(model, loaded)
     assert loaded.meta == model.meta
 
 
-def test_model_save_method_and_config_json(xp, tmp_path):
-    model = _language_model(xp)
+def test_model_save_method_and_config_json(xp, device, tmp_path):
+    model = _language_model(xp, device=device)
     model.meta = {"level": "char", "vocab": ["a", "b"]}
     assert model.save(tmp_path / "new" / "dir") == tmp_path / "new" / "dir"  # parents created
     readable = json.loads((tmp_path / "new" / "dir" / CONFIG_NAME).read_text())
@@ -152,10 +163,11 @@ LAYER_ATTRS = ("input_size", "hidden_size", "num_layers", "bias", "batch_first",
 
 
 @pytest.mark.parametrize("kind", sorted(LAYERS))
-def test_plain_layers_round_trip(xp, tmp_path, kind):
-    layer = LAYERS[kind](xp=xp, dtype="float64", seed=3)
+def test_plain_layers_round_trip(xp, device, tmp_path, kind):
+    layer = LAYERS[kind](xp=xp, device=device, dtype="float64", seed=3)
     save(layer, tmp_path / kind)
-    loaded = load(tmp_path / kind, xp=xp)
+    loaded = load(tmp_path / kind, xp=xp, device=device)
+    _assert_on(loaded, device)
     assert type(loaded) is type(layer)
     for attr in LAYER_ATTRS:
         assert getattr(loaded, attr, None) == getattr(layer, attr, None), attr
@@ -171,7 +183,7 @@ def _assert_untouched(path, before, model):
     _assert_same_weights(load(path), model)
 
 
-def test_crash_before_rename_keeps_old_checkpoint(xp, saved, monkeypatch):
+def test_crash_before_rename_keeps_old_checkpoint(xp, device, saved, monkeypatch):
     model, path = saved
     before = (path / WEIGHTS_NAME).read_bytes()
     renamed = []
@@ -182,13 +194,13 @@ def test_crash_before_rename_keeps_old_checkpoint(xp, saved, monkeypatch):
 
     monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(OSError, match="simulated crash"):
-        save(_classifier(xp, seed=9), path)
+        save(_classifier(xp, seed=9, device=device), path)
     monkeypatch.undo()
     assert renamed and renamed[0] > 0
     _assert_untouched(path, before, model)
 
 
-def test_writer_killed_midway_keeps_old_checkpoint(xp, saved, monkeypatch):
+def test_writer_killed_midway_keeps_old_checkpoint(xp, device, saved, monkeypatch):
     model, path = saved
     before = (path / WEIGHTS_NAME).read_bytes()
     real_save_file = st_numpy.save_file
@@ -201,7 +213,7 @@ def test_writer_killed_midway_keeps_old_checkpoint(xp, saved, monkeypatch):
 
     monkeypatch.setattr(st_numpy, "save_file", dies_halfway)
     with pytest.raises(KeyboardInterrupt):
-        save(_classifier(xp, seed=9), path)
+        save(_classifier(xp, seed=9, device=device), path)
     monkeypatch.undo()
     _assert_untouched(path, before, model)
 
@@ -289,8 +301,8 @@ def test_foreign_safetensors_file(tmp_path):
         load(file)
 
 
-def test_save_errors(xp, tmp_path):
-    model = _classifier(xp)
+def test_save_errors(xp, device, tmp_path):
+    model = _classifier(xp, device=device)
     with pytest.raises(TypeError, match="save expects an xprnn module"):
         save(object(), tmp_path / "x")
     model.meta = {"vocab": {"a", "b"}}  # a set is not JSON
@@ -316,8 +328,8 @@ def test_bad_target_is_a_type_error(saved):
 # -- interoperability --------------------------------------------------------------------------
 
 
-def test_safetensors_numpy_reads_pytorch_names(xp, tmp_path):
-    model = _classifier(xp)
+def test_safetensors_numpy_reads_pytorch_names(xp, device, tmp_path):
+    model = _classifier(xp, device=device)
     save(model, tmp_path)
     weights = st_numpy.load_file(tmp_path / WEIGHTS_NAME)
     expected = {"embedding.weight", "fc.weight", "fc.bias"} | {
@@ -328,11 +340,11 @@ def test_safetensors_numpy_reads_pytorch_names(xp, tmp_path):
         np.testing.assert_array_equal(weights[k], to_numpy(v))
 
 
-def test_torch_reads_the_weights(xp, asarray, tmp_path):
+def test_torch_reads_the_weights(xp, device, asarray, tmp_path):
     torch = pytest.importorskip("torch")
     import safetensors.torch as st_torch
 
-    model = _classifier(xp)
+    model = _classifier(xp, device=device)
     save(model, tmp_path)
     weights = st_torch.load_file(tmp_path / WEIGHTS_NAME)
     lstm = torch.nn.LSTM(4, 5, num_layers=2, bidirectional=True, batch_first=True,

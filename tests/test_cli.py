@@ -106,6 +106,7 @@ def test_sentiment_train_eval_predict(tmp_path, data, capsys):
     assert code == 0
     preds = _json_lines(stdout)
     assert [p["text"] for p in preds] == texts
+    from xprnn.backend import to_numpy
     from xprnn.checkpoint import load
     from xprnn.text import Vocabulary, tokenize_words
 
@@ -113,7 +114,7 @@ def test_sentiment_train_eval_predict(tmp_path, data, capsys):
     vocab = Vocabulary.from_dict(model.meta["vocab"])
     for p, text in zip(preds, texts, strict=True):
         ids = vocab.encode(tokenize_words(text))
-        want = np.asarray(model.predict_proba([ids], [len(ids)]))[0]
+        want = to_numpy(model.predict_proba([ids], [len(ids)]))[0]
         assert p["label"] == ["neg", "pos"][int(np.argmax(want))]
         assert p["probability"] == pytest.approx(want.max(), rel=1e-6)
         assert sum(p["probabilities"].values()) == pytest.approx(1.0)
@@ -162,7 +163,7 @@ def test_sentiment_csv_options(tmp_path, capsys):
                   ["--data", semi, "--delimiter", ";", "--text-column", "text",
                    "--label-column", "label"]):
         code, stdout, err = _run(capsys, "sentiment", "train", *extra, "--out", tmp_path / "m",
-                                 "--json", *TINY)
+                                 "--force", "--json", *TINY)
         assert code == 0, err
         assert _json_lines(stdout)[0]["train_size"] == 36
 
@@ -257,16 +258,27 @@ def test_lm_word_train_and_generate(tmp_path, text_file, capsys):
 # -- backends ------------------------------------------------------------------------------------
 
 
+def _cli_backend(backend):
+    """The ``--backend`` (and ``--device``) options that select the backend under test."""
+    if backend == "array_api_strict_device":
+        return ["--backend", "array_api_strict", "--device", "device1"]
+    if backend == "jax":
+        pytest.skip("the command line has no jax backend (--backend numpy, cupy, torch or "
+                    "array_api_strict)")
+    return ["--backend", backend]
+
+
 def test_train_and_predict_on_the_backend_under_test(tmp_path, data, capsys, xp, backend):
     train, test = data
     out = tmp_path / "m"
+    on_backend = _cli_backend(backend)
     code, stdout, err = _run(capsys, "sentiment", "train", "--data", train, "--out", out,
-                             "--backend", backend, "--dtype", "float64", "--json", *TINY)
+                             *on_backend, "--dtype", "float64", "--json", *TINY)
     assert code == 0, err
     texts = ["great film", "dull plot"]
     probs = {}
-    for b in (backend, "numpy"):
-        code, stdout, err = _run(capsys, "sentiment", "predict", "--model", out, "--backend", b,
+    for b, options in ((backend, on_backend), ("numpy", ["--backend", "numpy"])):
+        code, stdout, err = _run(capsys, "sentiment", "predict", "--model", out, *options,
                                  *texts, "--json")
         assert code == 0, err
         probs[b] = [p["probability"] for p in _json_lines(stdout)]
@@ -275,10 +287,10 @@ def test_train_and_predict_on_the_backend_under_test(tmp_path, data, capsys, xp,
     short = tmp_path / "short.txt"  # 45 steps a row: torch and array-api-strict are slow at B=4
     short.write_text(TEXT[:200], encoding="utf-8")
     code, _, err = _run(capsys, "lm", "train", "--text", short, "--level", "char", "--out",
-                        tmp_path / "lm", "--backend", backend, *LM_TINY)
+                        tmp_path / "lm", *on_backend, *LM_TINY)
     assert code == 0, err
-    code, stdout, err = _run(capsys, "lm", "generate", "--model", tmp_path / "lm", "--backend",
-                             backend, "--prompt", "the", "--length", "5", "--seed", "1")
+    code, stdout, err = _run(capsys, "lm", "generate", "--model", tmp_path / "lm", *on_backend,
+                             "--prompt", "the", "--length", "5", "--seed", "1")
     assert code == 0, err
     assert len(stdout.removesuffix("\n")) == 8
 
@@ -415,7 +427,7 @@ def test_help_exits_zero(capsys):
 # -- fit(deadline=...) ---------------------------------------------------------------------------
 
 
-def test_fit_deadline_stops_after_the_current_batch(xp):
+def test_fit_deadline_stops_after_the_current_batch(xp, device):
     from xprnn.backend import to_numpy
     from xprnn.models import SequenceClassifier
     from xprnn.optim import Adam
@@ -432,7 +444,7 @@ def test_fit_deadline_stops_after_the_current_batch(xp):
                 seen.append(i)
                 yield batch
 
-    model = SequenceClassifier(10, 4, 4, 2, seed=0, xp=xp)
+    model = SequenceClassifier(10, 4, 4, 2, seed=0, xp=xp, device=device)
     before = {k: to_numpy(v) for k, v in model.state_dict().items()}
     deadline = time.monotonic() + 0.02
     history = fit(model, SlowBatches(), Adam(lr=0.1), 3, valid=[batch], progress=False,

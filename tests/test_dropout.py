@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xprnn.backend import backend_name, to_numpy
+from xprnn.backend import backend_name, device_of, to_numpy
 from xprnn.backend.random import Generator
 from xprnn.nn.dropout import Dropout, dropout, dropout_backward
 
@@ -15,46 +15,49 @@ from ._helpers import numeric_grad, rel_error
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_uniform_backend_dtype_range(xp, dtype):
-    u = Generator(0).uniform((200, 50), dtype, xp=xp)
+def test_uniform_backend_dtype_range(xp, device, dtype):
+    u = Generator(0).uniform((200, 50), dtype, xp=xp, device=device)
     assert type(u) is type(xp.asarray([0.0]))  # noqa: E721  (the backend's own array type)
+    assert device is None or device_of(u) == device
     assert tuple(u.shape) == (200, 50) and u.dtype == getattr(xp, dtype)
     a = to_numpy(u)
     assert a.min() >= 0.0 and a.max() < 1.0
     assert abs(a.mean() - 0.5) < 0.01 and abs(a.var() - 1 / 12) < 0.005  # U[0, 1): 1/2, 1/12
 
 
-def test_same_seed_same_stream(xp):
+def test_same_seed_same_stream(xp, device):
+    def draw(g, shape):
+        return to_numpy(g.uniform(shape, xp=xp, device=device))
+
     g1, g2 = Generator(42), Generator(42)
-    a1, b1 = to_numpy(g1.uniform((5, 3), xp=xp)), to_numpy(g1.uniform((7,), xp=xp))
-    a2, b2 = to_numpy(g2.uniform((5, 3), xp=xp)), to_numpy(g2.uniform((7,), xp=xp))
+    a1, b1 = draw(g1, (5, 3)), draw(g1, (7,))
+    a2, b2 = draw(g2, (5, 3)), draw(g2, (7,))
     np.testing.assert_array_equal(a1, a2)
     np.testing.assert_array_equal(b1, b2)
     assert not np.array_equal(a1.reshape(-1)[:7], b1)  # the stream moves on
-    assert not np.array_equal(a1, to_numpy(Generator(43).uniform((5, 3), xp=xp)))
+    assert not np.array_equal(a1, draw(Generator(43), (5, 3)))
 
 
-def test_uses_the_backends_own_generator(xp):
-    u = to_numpy(Generator(7).uniform((4, 6), "float64", xp=xp))
+def test_uses_the_backends_own_generator(xp, device):
+    u = to_numpy(Generator(7).uniform((4, 6), "float64", xp=xp, device=device))
     if backend_name(xp) == "torch":
-        import torch
-
+        torch = pytest.importorskip("torch")
         expected = torch.rand(
             (4, 6), generator=torch.Generator().manual_seed(7), dtype=torch.float64
         ).numpy()
     elif backend_name(xp) == "cupy":
-        import cupy
-
+        cupy = pytest.importorskip("cupy")
         expected = cupy.random.default_rng(7).random((4, 6), dtype="float64").get()
-    else:  # NumPy, and NumPy's stream for array-api-strict
+    else:  # NumPy, and NumPy's stream for array-api-strict (on any device) and JAX
         expected = np.random.default_rng(7).random((4, 6))
     np.testing.assert_array_equal(u, expected)
 
 
-def test_default_target_is_constructor_target(xp):
-    u = Generator(1, xp=xp).uniform((3,))
+def test_default_target_is_constructor_target(xp, device):
+    u = Generator(1, xp=xp, device=device).uniform((3,))
     assert type(u) is type(xp.asarray([0.0]))  # noqa: E721
     assert u.dtype == xp.float32
+    assert device is None or device_of(u) == device
 
 
 @pytest.mark.parametrize(
@@ -159,10 +162,10 @@ def test_layer_same_seed_same_masks(xp, asarray):
     assert a.seed == 9
 
 
-def test_layer_is_a_module_without_parameters(xp, asarray):
+def test_layer_is_a_module_without_parameters(xp, device, asarray):
     layer = Dropout(0.2, seed=0)
     assert layer.state_dict() == {} and layer.num_parameters() == 0
-    layer.to(xp)
+    layer.to(xp, device=device)
     assert "p=0.2" in repr(layer)
     with pytest.raises(TypeError, match="floating-point"):
         layer(asarray(np.array([1, 2, 3])))

@@ -11,22 +11,13 @@ from xprnn.backend import backend_name, to_numpy
 from xprnn.backend.scatter import index_add
 from xprnn.nn.embedding import Embedding, embedding
 
-from ._helpers import numeric_grad, rel_error
+from ._helpers import numeric_grad, other_backend, rel_error
 
 
 def _onehot_sum(num_rows, idx, values):
     """Reference: one-hot(idx)^T @ values in float64."""
     onehot = (np.asarray(idx)[:, None] == np.arange(num_rows)[None, :]).astype(np.float64)
     return onehot.T @ np.asarray(values, dtype=np.float64)
-
-
-def _other_backend(xp):
-    """A namespace different from ``xp`` (for mixed-backend errors)."""
-    if backend_name(xp) == "array_api_strict":
-        import array_api_compat.numpy as other
-    else:
-        import array_api_strict as other
-    return other
 
 
 # -- index_add ---------------------------------------------------------------------------------
@@ -108,21 +99,21 @@ def test_index_add_timing_large_vocab(xp, asarray):
 # -- Embedding ---------------------------------------------------------------------------------
 
 
-def test_init_like_torch_and_state_dict(xp):
-    emb = Embedding(7, 4, padding_idx=2, xp=xp, seed=5)
+def test_init_like_torch_and_state_dict(xp, device):
+    emb = Embedding(7, 4, padding_idx=2, xp=xp, device=device, seed=5)
     W = to_numpy(emb.state_dict()["weight"])
     assert list(emb.state_dict()) == ["weight"] and W.shape == (7, 4) and W.dtype == np.float32
     expected = np.random.default_rng(5).standard_normal((7, 4)).astype(np.float32)
     expected[2] = 0.0
     np.testing.assert_array_equal(W, expected)
-    big = to_numpy(Embedding(1000, 50, xp=xp, seed=0).params["weight"])
+    big = to_numpy(Embedding(1000, 50, xp=xp, device=device, seed=0).params["weight"])
     assert abs(big.mean()) < 0.02 and abs(big.std() - 1.0) < 0.02  # N(0, 1)
 
 
 @pytest.mark.parametrize("shape", [(), (6,), (3, 4), (2, 1, 5)])
-def test_forward_gathers_rows(xp, asarray, shape):
+def test_forward_gathers_rows(xp, device, asarray, shape):
     rng = np.random.default_rng(0)
-    emb = Embedding(9, 3, xp=xp, dtype="float64", seed=1)
+    emb = Embedding(9, 3, xp=xp, device=device, dtype="float64", seed=1)
     ids = np.asarray(rng.integers(0, 9, size=shape))
     # reshape on the backend: the asarray fixture turns 0-d arrays into shape (1,)
     y = emb(xp.reshape(asarray(ids.reshape(-1)), shape))
@@ -131,8 +122,8 @@ def test_forward_gathers_rows(xp, asarray, shape):
     np.testing.assert_array_equal(to_numpy(y), W[ids])
 
 
-def test_forward_accepts_int32_and_uint8_ids(xp, asarray):
-    emb = Embedding(6, 2, xp=xp, seed=0)
+def test_forward_accepts_int32_and_uint8_ids(xp, device, asarray):
+    emb = Embedding(6, 2, xp=xp, device=device, seed=0)
     W = to_numpy(emb.params["weight"])
     for dt in (np.int32, np.uint8):
         ids = np.array([[5, 0], [0, 3]], dtype=dt)
@@ -140,10 +131,10 @@ def test_forward_accepts_int32_and_uint8_ids(xp, asarray):
 
 
 @pytest.mark.parametrize("padding_idx", [None, 1, -1])
-def test_backward_finite_differences(xp, asarray, padding_idx):
+def test_backward_finite_differences(xp, device, asarray, padding_idx):
     rng = np.random.default_rng(4)
     V, D = 5, 3
-    emb = Embedding(V, D, padding_idx=padding_idx, xp=xp, dtype="float64", seed=2)
+    emb = Embedding(V, D, padding_idx=padding_idx, xp=xp, device=device, dtype="float64", seed=2)
     ids = np.array([[1, 4, 1, 0], [4, 4, 1, 2]])  # repeats, an unused row (3), the last row
     R = rng.standard_normal((*ids.shape, D))
     y, cache = emb.forward(asarray(ids))
@@ -160,9 +151,9 @@ def test_backward_finite_differences(xp, asarray, padding_idx):
     assert np.all(to_numpy(dW)[3] == 0.0)
 
 
-def test_backward_dense_onehot_float32(xp, asarray):
+def test_backward_dense_onehot_float32(xp, device, asarray):
     rng = np.random.default_rng(6)
-    emb = Embedding(50, 8, xp=xp, seed=3)
+    emb = Embedding(50, 8, xp=xp, device=device, seed=3)
     ids = rng.integers(0, 50, size=(16, 20))
     dy = rng.standard_normal((16, 20, 8)).astype(np.float32)
     _, cache = emb.forward(asarray(ids))
@@ -172,10 +163,10 @@ def test_backward_dense_onehot_float32(xp, asarray):
 
 
 @pytest.mark.parametrize("padding_idx", [None, 0])
-def test_matches_torch(xp, asarray, padding_idx):
+def test_matches_torch(xp, device, asarray, padding_idx):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(7)
-    emb = Embedding(12, 5, padding_idx=padding_idx, xp=xp, dtype="float64", seed=4)
+    emb = Embedding(12, 5, padding_idx=padding_idx, xp=xp, device=device, dtype="float64", seed=4)
     ids = rng.integers(0, 12, size=(4, 6))
     ids[0, :3] = 0
     dy = rng.standard_normal((4, 6, 5))
@@ -189,16 +180,16 @@ def test_matches_torch(xp, asarray, padding_idx):
     assert rel_error(emb.backward(cache, asarray(dy))[1]["weight"], ref.weight.grad) < 1e-14
 
 
-def test_padding_row_exact_zero_with_nonfinite_dy(xp, asarray):
-    emb = Embedding(4, 2, padding_idx=1, xp=xp, dtype="float64", seed=0)
+def test_padding_row_exact_zero_with_nonfinite_dy(xp, device, asarray):
+    emb = Embedding(4, 2, padding_idx=1, xp=xp, device=device, dtype="float64", seed=0)
     _, cache = emb.forward(asarray(np.array([1, 2, 1])))
     dy = np.array([[np.nan, np.inf], [1.0, 2.0], [-np.inf, 3.0]])
     dW = to_numpy(emb.backward(cache, asarray(dy))[1]["weight"])
     np.testing.assert_array_equal(dW, [[0, 0], [0, 0], [1, 2], [0, 0]])
 
 
-def test_does_not_modify_inputs(xp, asarray):
-    emb = Embedding(4, 2, padding_idx=0, xp=xp, dtype="float64", seed=0)
+def test_does_not_modify_inputs(xp, device, asarray):
+    emb = Embedding(4, 2, padding_idx=0, xp=xp, device=device, dtype="float64", seed=0)
     W0 = to_numpy(emb.params["weight"]).copy()
     ids_np = np.array([0, 1, 1, 3])
     dy_np = np.ones((4, 2))
@@ -210,8 +201,8 @@ def test_does_not_modify_inputs(xp, asarray):
     np.testing.assert_array_equal(to_numpy(dy), dy_np)
 
 
-def test_errors(xp, asarray):
-    emb = Embedding(10, 3, xp=xp, seed=0)
+def test_errors(xp, device, asarray):
+    emb = Embedding(10, 3, xp=xp, device=device, seed=0)
     with pytest.raises(TypeError, match="ids must be an integer array"):
         emb(asarray(np.array([1.0, 2.0])))
     with pytest.raises(TypeError, match="ids must be an integer array"):
@@ -220,7 +211,7 @@ def test_errors(xp, asarray):
         emb(asarray(np.array([2, -1, 4])))
     with pytest.raises(ValueError, match=r"\[0, 10\).*min 0 and max 10"):
         emb(asarray(np.array([[0, 10]])))
-    other = _other_backend(xp)
+    other = other_backend(xp)
     with pytest.raises(TypeError, match="different backends"):
         emb(other.asarray(np.array([1, 2])))
     _, cache = emb.forward(asarray(np.array([[1, 2]])))

@@ -14,7 +14,9 @@ import pytest
 import xprnn
 
 SRC = Path(xprnn.__file__).parent
-MODULES = sorted(m.name for m in pkgutil.walk_packages(xprnn.__path__, "xprnn."))
+# every module but ``python -m xprnn``'s entry script, which runs the command when imported
+MODULES = sorted(m.name for m in pkgutil.walk_packages(xprnn.__path__, "xprnn.")
+                 if m.name != "xprnn.__main__")
 # floor of each top-level part: a module may import from its own part and from lower floors
 FLOORS = {"_version": 0, "backend": 0, "text": 0, "cells": 1, "nn": 2, "checkpoint": 3,
           "optim": 3, "training": 3, "models": 4, "export": 5, "cli": 6}

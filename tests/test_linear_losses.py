@@ -11,8 +11,8 @@ from xprnn.backend import to_numpy
 from ._helpers import numeric_grad, rel_error
 
 
-def test_linear_gradients(xp, asarray):
-    lin = xprnn.Linear(3, 4, dtype="float64", xp=xp, seed=0)
+def test_linear_gradients(xp, device, asarray):
+    lin = xprnn.Linear(3, 4, dtype="float64", xp=xp, device=device, seed=0)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 5, 3))
     R = rng.standard_normal((2, 5, 4))
@@ -38,9 +38,9 @@ def test_linear_gradients(xp, asarray):
     np.testing.assert_allclose(to_numpy(y), x @ W.T + b, rtol=1e-12)
 
 
-def test_linear_bad_width(xp, asarray):
+def test_linear_bad_width(xp, device, asarray):
     with pytest.raises(ValueError, match="in_features=3"):
-        xprnn.Linear(3, 4, xp=xp)(asarray(np.ones((2, 5), np.float32)))
+        xprnn.Linear(3, 4, xp=xp, device=device)(asarray(np.ones((2, 5), np.float32)))
 
 
 def test_softmax_extremes(xp, asarray):

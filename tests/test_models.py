@@ -40,9 +40,10 @@ def _check_all_grads(model, loss_of, grads, asarray):
 
 @pytest.mark.parametrize("pooling", ["last", "mean", "max"])
 @pytest.mark.parametrize("cell,bidir", [("lstm", True), ("gru", False), ("rnn", True)])
-def test_classifier_gradients(xp, asarray, pooling, cell, bidir):
+def test_classifier_gradients(xp, device, asarray, pooling, cell, bidir):
     model = SequenceClassifier(7, 3, 2, 3, cell=cell, num_layers=2, bidirectional=bidir,
-                               dropout=0.3, pooling=pooling, dtype="float64", xp=xp, seed=1)
+                               dropout=0.3, pooling=pooling, dtype="float64", xp=xp,
+                               device=device, seed=1)
     rng = np.random.default_rng(0)
     ids = rng.integers(1, 7, (3, 4))
     lengths = np.array([4, 2, 3])
@@ -56,9 +57,9 @@ def test_classifier_gradients(xp, asarray, pooling, cell, bidir):
 
 
 @pytest.mark.parametrize("tie", [False, True])
-def test_language_model_gradients(xp, asarray, tie):
+def test_language_model_gradients(xp, device, asarray, tie):
     model = LanguageModel(6, 4, 4, cell="lstm", num_layers=2, dropout=0.2, tie_weights=tie,
-                          dtype="float64", xp=xp, seed=2)
+                          dtype="float64", xp=xp, device=device, seed=2)
     rng = np.random.default_rng(1)
     inputs, targets = rng.integers(0, 6, (2, 5)), rng.integers(0, 6, (2, 5))
     state0 = tuple(asarray(rng.standard_normal((2, 2, 4)) * 0.3) for _ in range(2))
@@ -70,11 +71,11 @@ def test_language_model_gradients(xp, asarray, tie):
     assert ("fc.weight" in grads) != tie
 
 
-def test_padding_never_leaks(xp):
+def test_padding_never_leaks(xp, device):
     """Changing the tokens behind a row's length changes nothing, for every pooling."""
     for pooling in ("last", "mean", "max"):
         model = SequenceClassifier(9, 4, 5, 2, bidirectional=True, pooling=pooling,
-                                   dtype="float64", xp=xp, seed=0).eval()
+                                   dtype="float64", xp=xp, device=device, seed=0).eval()
         ids = np.array([[1, 2, 3, 0, 0], [4, 5, 6, 7, 8]])
         junk = ids.copy()
         junk[0, 3:] = [7, 8]
@@ -86,8 +87,8 @@ def test_padding_never_leaks(xp):
         np.testing.assert_allclose(a[:1], c, rtol=1e-12, atol=1e-12)
 
 
-def test_generate(xp):
-    model = LanguageModel(5, 4, 8, xp=xp, seed=0)
+def test_generate(xp, device):
+    model = LanguageModel(5, 4, 8, xp=xp, device=device, seed=0)
     a = model.generate([1, 2], 12, seed=3)
     assert a == model.generate([1, 2], 12, seed=3) and len(a) == 12
     assert all(0 <= i < 5 for i in a)
@@ -101,8 +102,8 @@ def test_generate(xp):
         model.generate([], 3)
 
 
-def test_bad_ids_raise(xp):
-    model = SequenceClassifier(5, 2, 3, 2, xp=xp)
+def test_bad_ids_raise(xp, device):
+    model = SequenceClassifier(5, 2, 3, 2, xp=xp, device=device)
     with pytest.raises(ValueError, match=r"\[0, 5\)"):
         model.forward(np.array([[1, 5]]), [2])
     with pytest.raises(ValueError, match="batch, time"):
@@ -136,9 +137,9 @@ def _needs_fast_backend(backend):
         pytest.skip("learning tests run on numpy and torch only (they take hundreds of steps)")
 
 
-def test_classifier_learns_to_remember_the_first_token(xp, backend):
+def test_classifier_learns_to_remember_the_first_token(xp, device, backend):
     _needs_fast_backend(backend)
-    model = SequenceClassifier(10, 8, 16, 2, cell="gru", xp=xp, seed=0)
+    model = SequenceClassifier(10, 8, 16, 2, cell="gru", xp=xp, device=device, seed=0)
     test = [_first_token_task(np.random.default_rng(99), 512)]
     assert evaluate(model, test)["accuracy"] < 0.6
     opt, train = Adam(lr=0.02), _Fresh(0)
@@ -149,14 +150,14 @@ def test_classifier_learns_to_remember_the_first_token(xp, backend):
     assert evaluate(model, test)["accuracy"] == 1.0
 
 
-def test_language_model_memorises_a_text(xp, backend):
+def test_language_model_memorises_a_text(xp, device, backend):
     _needs_fast_backend(backend)
     from xprnn.text.batching import lm_batches
 
     text = "the quick brown fox jumps over the lazy dog. " * 4
     chars = sorted(set(text))
     ids = np.array([chars.index(c) for c in text])
-    model = LanguageModel(len(chars), 16, 64, xp=xp, seed=0)
+    model = LanguageModel(len(chars), 16, 64, xp=xp, device=device, seed=0)
 
     class Chunks:
         def __iter__(self):

@@ -37,11 +37,11 @@ def _loss_fn(layer, asarray, R, S, lengths):
 
 
 @pytest.mark.parametrize("cell,layers,bidir,with_lengths,batch_first", CONFIGS)
-def test_backward_matches_finite_differences(xp, asarray, cell, layers, bidir, with_lengths,
+def test_backward_matches_finite_differences(xp, device, asarray, cell, layers, bidir, with_lengths,
                                              batch_first):
     cls, kw = CELLS[cell]
     layer = cls(I, H, num_layers=layers, bidirectional=bidir, batch_first=batch_first,
-                dtype="float64", xp=xp, seed=3, **kw)
+                dtype="float64", xp=xp, device=device, seed=3, **kw)
     rng = np.random.default_rng(7)
     D = 2 if bidir else 1
     x = rng.standard_normal((B, T, I) if batch_first else (T, B, I))
@@ -66,7 +66,7 @@ def test_backward_matches_finite_differences(xp, asarray, cell, layers, bidir, w
         def f(v, i=i):
             hs = list(h0)
             hs[i] = v
-            return loss(asarray(x), state(hs))
+            return loss(x, state(hs))
         assert rel_error(dh0[i], numeric_grad(f, h0[i])) < 1e-6, f"state {i}"
     original = dict(layer.params)
     assert set(grads) == set(layer.state_dict())
@@ -74,14 +74,14 @@ def test_backward_matches_finite_differences(xp, asarray, cell, layers, bidir, w
         def f(v, name=name, p=p):
             layer.params[name] = asarray(v)
             try:
-                return loss(asarray(x), state(h0))
+                return loss(x, state(h0))
             finally:
                 layer.params[name] = p
         assert rel_error(grads[name], numeric_grad(f, to_numpy(p))) < 1e-6, name
 
 
-def test_padded_outputs_are_zero_and_h_n_is_last_valid_state(xp, asarray):
-    layer = xprnn.GRU(I, H, bidirectional=True, dtype="float64", xp=xp, seed=0)
+def test_padded_outputs_are_zero_and_h_n_is_last_valid_state(xp, device, asarray):
+    layer = xprnn.GRU(I, H, bidirectional=True, dtype="float64", xp=xp, device=device, seed=0)
     x = np.random.default_rng(0).standard_normal((4, 2, I))
     out, h_n = layer(asarray(x), lengths=[4, 2])
     out = to_numpy(out)
@@ -92,8 +92,8 @@ def test_padded_outputs_are_zero_and_h_n_is_last_valid_state(xp, asarray):
     np.testing.assert_allclose(to_numpy(h_n)[:, 1:2], to_numpy(h_short), rtol=1e-12, atol=1e-12)
 
 
-def test_unbatched_input_matches_batch_of_one(xp, asarray):
-    layer = xprnn.LSTM(I, H, num_layers=2, dtype="float64", xp=xp, seed=1)
+def test_unbatched_input_matches_batch_of_one(xp, device, asarray):
+    layer = xprnn.LSTM(I, H, num_layers=2, dtype="float64", xp=xp, device=device, seed=1)
     x = np.random.default_rng(1).standard_normal((5, I))
     out1, (h1, c1), cache = layer.forward(asarray(x))
     out3, (h3, c3) = layer(asarray(x[:, None, :]))
@@ -104,9 +104,9 @@ def test_unbatched_input_matches_batch_of_one(xp, asarray):
     assert tuple(dx.shape) == (5, I) and tuple(dh0.shape) == (2, H)
 
 
-def test_truncated_bptt_chunks_equal_one_pass(xp, asarray):
+def test_truncated_bptt_chunks_equal_one_pass(xp, device, asarray):
     """Feeding h_n as the next chunk's h0 gives exactly the one-pass outputs."""
-    layer = xprnn.LSTM(I, H, dtype="float64", xp=xp, seed=2)
+    layer = xprnn.LSTM(I, H, dtype="float64", xp=xp, device=device, seed=2)
     x = np.random.default_rng(2).standard_normal((6, B, I))
     out, _ = layer(asarray(x))
     out_a, state = layer(asarray(x[:3]))

@@ -10,25 +10,29 @@ import pytest
 import xprnn
 from xprnn.backend import to_numpy
 
-torch = pytest.importorskip("torch", reason="PyTorch is not installed (torch session only)")
 pytestmark = pytest.mark.torch
 
-PAIRS = {"RNN": (xprnn.RNN, torch.nn.RNN), "LSTM": (xprnn.LSTM, torch.nn.LSTM),
-         "GRU": (xprnn.GRU, torch.nn.GRU)}
+PAIRS = {"RNN": xprnn.RNN, "LSTM": xprnn.LSTM, "GRU": xprnn.GRU}  # torch.nn has the same names
 TOL = {"float32": 1e-5, "float64": 1e-10}
+
+
+@pytest.fixture(scope="module")
+def torch():
+    return pytest.importorskip("torch", reason="PyTorch is not installed (torch session only)")
 
 
 @pytest.mark.parametrize(
     "name,dtype,layers,bidir,packed",
     list(itertools.product(PAIRS, ("float32", "float64"), (1, 2), (False, True), (False, True))),
 )
-def test_matches_torch_autograd(xp, asarray, name, dtype, layers, bidir, packed):
-    ours_cls, torch_cls = PAIRS[name]
+def test_matches_torch_autograd(torch, xp, device, asarray, name, dtype, layers, bidir, packed):
+    ours_cls, torch_cls = PAIRS[name], getattr(torch.nn, name)
     T, B, I, H = 7, 4, 5, 6
     tdtype = getattr(torch, dtype)
     torch.manual_seed(0)
     ref = torch_cls(I, H, num_layers=layers, bidirectional=bidir).to(tdtype)
-    layer = ours_cls(I, H, num_layers=layers, bidirectional=bidir, dtype=dtype, xp=xp)
+    layer = ours_cls(I, H, num_layers=layers, bidirectional=bidir, dtype=dtype, xp=xp,
+                     device=device)
     layer.load_state_dict({k: v.detach().numpy() for k, v in ref.state_dict().items()})
 
     rng = np.random.default_rng(0)
@@ -65,10 +69,10 @@ def test_matches_torch_autograd(xp, asarray, name, dtype, layers, bidir, packed)
                                    rtol=10 * tol, err_msg=k)
 
 
-def test_gru_reset_after_differs_from_reset_before(xp, asarray):
+def test_gru_reset_after_differs_from_reset_before(torch, xp, device, asarray):
     """Guard the convention: the reset gate multiplies (W_hn h + b_hn), bias included."""
     ref = torch.nn.GRU(3, 4).double()
-    layer = xprnn.GRU(3, 4, dtype="float64", xp=xp)
+    layer = xprnn.GRU(3, 4, dtype="float64", xp=xp, device=device)
     sd = {k: v.detach().numpy() for k, v in ref.state_dict().items()}
     sd["bias_hh_l0"] = sd["bias_hh_l0"] + 1.0  # makes the convention visible
     ref.load_state_dict({k: torch.tensor(v) for k, v in sd.items()})
@@ -79,10 +83,10 @@ def test_gru_reset_after_differs_from_reset_before(xp, asarray):
                                rtol=1e-12, atol=1e-12)
 
 
-def test_state_dict_keys_and_shapes_equal_torch(xp):
-    for name, (ours_cls, torch_cls) in PAIRS.items():
-        ref = torch_cls(5, 6, num_layers=2, bidirectional=True, bias=True)
-        ours = ours_cls(5, 6, num_layers=2, bidirectional=True, xp=xp)
+def test_state_dict_keys_and_shapes_equal_torch(torch, xp, device):
+    for name, ours_cls in PAIRS.items():
+        ref = getattr(torch.nn, name)(5, 6, num_layers=2, bidirectional=True, bias=True)
+        ours = ours_cls(5, 6, num_layers=2, bidirectional=True, xp=xp, device=device)
         assert list(ours.state_dict()) == list(ref.state_dict()), name
         for k, v in ref.state_dict().items():
             assert tuple(ours.state_dict()[k].shape) == tuple(v.shape), (name, k)

@@ -21,21 +21,22 @@ def _data(seed=0, n=64, T=6):
     return seqs, labels
 
 
-def _model(xp, **kw):
-    return SequenceClassifier(9, 4, 6, 2, cell="gru", dropout=0.2, xp=xp, seed=0, **kw)
+def _model(xp, device=None, **kw):
+    return SequenceClassifier(9, 4, 6, 2, cell="gru", dropout=0.2, xp=xp, device=device, seed=0,
+                              **kw)
 
 
 def _params(model):
     return {k: to_numpy(v).copy() for k, v in model.state_dict().items()}
 
 
-def test_same_seed_bit_identical_after_training(xp, backend):
+def test_same_seed_bit_identical_after_training(xp, device, backend):
     if backend != "numpy":
         pytest.skip("bit-identical training is promised on NumPy")
     seqs, labels = _data()
     runs = []
     for _ in range(2):
-        model = _model(xp)
+        model = _model(xp, device)
         fit(model, batches(seqs, labels, 8, seed=3), Adam(lr=1e-2), 2, clip=1.0,
             progress=False, log=None)
         runs.append(_params(model))
@@ -43,9 +44,9 @@ def test_same_seed_bit_identical_after_training(xp, backend):
         np.testing.assert_array_equal(runs[0][k], runs[1][k], err_msg=k)
 
 
-def test_non_finite_loss_stops_and_keeps_last_good_parameters(xp):
+def test_non_finite_loss_stops_and_keeps_last_good_parameters(xp, device):
     seqs, labels = _data()
-    model = _model(xp)
+    model = _model(xp, device)
     train = batches(seqs, labels, 8, seed=0)
     fit(model, train, SGD(lr=0.1), 1, progress=False, log=None)
     before = _params(model)
@@ -62,21 +63,22 @@ def test_non_finite_loss_stops_and_keeps_last_good_parameters(xp):
         assert np.all(np.isfinite(after[k])), k
 
 
-def test_early_stopping_restores_best_and_checkpoints(xp, tmp_path):
+def test_early_stopping_restores_best_and_checkpoints(xp, device, tmp_path):
     seqs, labels = _data()
-    model = _model(xp)
+    model = _model(xp, device)
     valid = batches(seqs, labels, 16, shuffle=False)
     hist = fit(model, batches(seqs, labels, 8, seed=0), Adam(lr=0.05), 12, valid=valid,
                patience=2, checkpoint=tmp_path / "best", progress=False, log=None)
-    accs = hist["valid_accuracy"]
-    best = int(np.argmax(accs))
+    accs, losses = hist["valid_accuracy"], hist["valid_loss"]
+    # the highest accuracy, ties broken by the lower loss, the earliest among equals
+    best = max(range(len(accs)), key=lambda i: (accs[i], -losses[i]))
     assert hist.best_epoch == best + 1
     assert len(accs) == len(hist.epochs) <= 12
     if len(accs) < 12:
         assert hist.stop_reason.startswith("no better validation score")
     # the model holds the best epoch's parameters, and so does the checkpoint
     assert evaluate(model, valid)["accuracy"] == pytest.approx(accs[best])
-    loaded = xprnn.load(tmp_path / "best", xp=xp)
+    loaded = xprnn.load(tmp_path / "best", xp=xp, device=device)
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(to_numpy(loaded.state_dict()[k]), to_numpy(v))
 

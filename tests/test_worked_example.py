@@ -32,11 +32,11 @@ def _by_hand():
     return {"z": z, "h": h, "logits": logits, "probs": probs}
 
 
-def test_worked_example(xp, asarray):
-    rnn = xprnn.RNN(3, 3, dtype="float64", xp=xp).load_state_dict(
+def test_worked_example(xp, device, asarray):
+    rnn = xprnn.RNN(3, 3, dtype="float64", xp=xp, device=device).load_state_dict(
         {"weight_ih_l0": np.array(W_H), "weight_hh_l0": np.zeros((3, 3)),
          "bias_ih_l0": np.array(B), "bias_hh_l0": np.zeros(3)})
-    head = xprnn.Linear(3, 4, dtype="float64", xp=xp).load_state_dict(
+    head = xprnn.Linear(3, 4, dtype="float64", xp=xp, device=device).load_state_dict(
         {"weight": np.array(W_O), "bias": np.array(B_O)})
     h, _ = rnn(asarray(np.array([C])))
     logits = head(h)

@@ -7,7 +7,7 @@ public boundary with :func:`namespace` and handed down as ``xp``; the maths neve
 from __future__ import annotations
 
 import numpy as np
-from array_api_compat import array_namespace, is_array_api_obj
+from array_api_compat import array_namespace, is_array_api_obj, is_jax_namespace
 from array_api_compat import device as _device
 
 __all__ = [
@@ -22,7 +22,10 @@ __all__ = [
 
 
 def backend_name(xp) -> str:
-    """Short name of a namespace (``"numpy"``, ``"torch"``, ``"cupy"``, ``"array_api_strict"``)."""
+    """Short name of a namespace (``"numpy"``, ``"torch"``, ``"cupy"``, ``"array_api_strict"``,
+    ``"jax"``)."""
+    if is_jax_namespace(xp):  # JAX's namespace is the module jax.numpy: not "numpy"
+        return "jax"
     return xp.__name__.split(".")[-1]
 
 
