@@ -33,10 +33,10 @@ def prepare(p, *, xp):
 
 def forward(xw, gh, h_prev, half, *, xp):
     H = h_prev.shape[-1]
-    rz = xp.tanh(xw[:, : 2 * H] + gh[:, : 2 * H]) * half + half
-    r, z = rz[:, :H], rz[:, H:]
-    gh_n = gh[:, 2 * H :]
-    n = xp.tanh(xw[:, 2 * H :] + r * gh_n)
+    rz = xp.tanh(xw[..., : 2 * H] + gh[..., : 2 * H]) * half + half
+    r, z = rz[..., :H], rz[..., H:]
+    gh_n = gh[..., 2 * H :]
+    n = xp.tanh(xw[..., 2 * H :] + r * gh_n)
     h = n + z * (h_prev - n)
     return h, r, z, n, gh_n, h_prev  # new state (h,), cache (r, z, n, gh_n, h_prev)
 

@@ -37,16 +37,16 @@ def forward(xw, gh, h_prev, c_prev, half, *, xp):
     H = c_prev.shape[-1]  # (h_prev is narrower with a projection)
     t = xp.tanh(xw + gh)
     a = t * half + half  # i, f, o as sigmoids (the g block of a is unused: g = t there)
-    c = a[:, H : 2 * H] * c_prev + a[:, :H] * t[:, 2 * H : 3 * H]
+    c = a[..., H : 2 * H] * c_prev + a[..., :H] * t[..., 2 * H : 3 * H]
     tanh_c = xp.tanh(c)
-    h = a[:, 3 * H :] * tanh_c
+    h = a[..., 3 * H :] * tanh_c
     return h, c, t, c_prev, tanh_c  # new state (h, c), cache (t, c_prev, tanh_c)
 
 
 def backward(dh, dc, t, c_prev, tanh_c, one, half, four, *, xp):
     H = dh.shape[-1]
     a = t * half + half  # recomputed: caching only t halves the memory BPTT holds
-    i, f, g, o = a[:, :H], a[:, H : 2 * H], t[:, 2 * H : 3 * H], a[:, 3 * H :]
+    i, f, g, o = a[..., :H], a[..., H : 2 * H], t[..., 2 * H : 3 * H], a[..., 3 * H :]
     do = dh * tanh_c
     dc = dc + dh * o * (one - tanh_c * tanh_c)  # backprop through h = o * tanh(c)
     # Backprop through c = f * c_prev + i * g, then through all four gates at once with
