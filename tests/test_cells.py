@@ -1,8 +1,8 @@
 """The cell contract and the time loop, tested directly (not only through the layers).
 
-- one direction of :mod:`xprnn.nn.recurrent` (forward and reverse, with and without lengths)
-  against float64 central finite differences for the input, the initial state and every
-  parameter;
+- one layer of :mod:`xprnn.nn.recurrent` (one direction, or two run together; with and without
+  lengths) against float64 central finite differences for the input, the initial state and
+  every parameter;
 - one step of each registered cell against the textbook equations written independently in
   NumPy (sigmoid through ``exp``), which checks the halved-weights ``tanh`` trick;
 - a new cell defined in this file: registered, it runs in ``Recurrent``, a model and a
@@ -19,7 +19,7 @@ from xprnn import cells
 from xprnn.backend import device_of, from_numpy, to_numpy
 from xprnn.cells.base import Cell, Weights, const
 from xprnn.nn.inputs import check_lengths
-from xprnn.nn.recurrent import direction_backward, direction_forward, lengths_info
+from xprnn.nn.recurrent import layer_backward, layer_forward, lengths_info
 
 from ._helpers import numeric_grad, rel_error
 
@@ -68,42 +68,48 @@ def _params(cell, rng, asarray, bias=True):
 
 
 @pytest.mark.parametrize("name", ["rnn", "rnn_relu", "lstm", "gru", "test_leaky"])
-@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("directions", [1, 2])
 @pytest.mark.parametrize("with_lengths", [False, True])
-def test_direction_matches_finite_differences(xp, asarray, name, reverse, with_lengths):
+def test_layer_loop_matches_finite_differences(xp, asarray, name, directions, with_lengths):
+    """One layer of the loop (one direction, or two advancing together) by itself."""
     cell = cells.get(name)
     rng = np.random.default_rng(11)
-    p_np = _params(cell, rng, asarray)
+    ps_np = [_params(cell, rng, asarray) for _ in range(directions)]
     x_np = rng.standard_normal((T, B, I))
-    s_np = [rng.standard_normal((B, H)) * 0.5 for _ in cell.states]
-    R = rng.standard_normal((T, B, H))
-    S = [rng.standard_normal((B, H)) for _ in cell.states]
+    s_np = [rng.standard_normal((directions, B, H)) * 0.5 for _ in cell.states]
+    R = rng.standard_normal((T, B, directions * H))
+    S = [rng.standard_normal((directions, B, H)) for _ in cell.states]
     n = check_lengths([T, 2, 3], T, B) if with_lengths else None
 
-    def run(p, x, s, keep):
+    def run(ps, x, s, keep):
         lens = None if n is None else lengths_info(from_numpy(n, xp, _device(asarray)), n, T,
                                                    xp=xp)
-        return direction_forward(cell, {k: asarray(v) for k, v in p.items()}, asarray(x),
-                                 tuple(asarray(v) for v in s), lens, reverse, keep, xp=xp)
+        return layer_forward(cell, [{k: asarray(v) for k, v in p.items()} for p in ps],
+                             asarray(x), tuple(asarray(v) for v in s), lens, keep, xp=xp)
 
-    def loss(p, x, s):
-        out, state, _ = run(p, x, s, False)
+    def loss(ps, x, s):
+        out, state, _ = run(ps, x, s, False)
         return float(np.sum(to_numpy(out) * R)) + sum(
             float(np.sum(to_numpy(a) * w)) for a, w in zip(state, S))
 
-    _, _, cache = run(p_np, x_np, s_np, True)
-    dx, ds0, grads = direction_backward(cache, asarray(R), tuple(asarray(w) for w in S), xp=xp)
-    assert rel_error(dx, numeric_grad(lambda v: loss(p_np, v, s_np), x_np)) < 1e-6
+    _, _, cache = run(ps_np, x_np, s_np, True)
+    dx, ds0, grads = layer_backward(cache, asarray(R), tuple(asarray(w) for w in S), xp=xp)
+    assert rel_error(dx, numeric_grad(lambda v: loss(ps_np, v, s_np), x_np)) < 1e-6
     for i in range(len(s_np)):
         def f(v, i=i):
             s = list(s_np)
             s[i] = v
-            return loss(p_np, x_np, s)
+            return loss(ps_np, x_np, s)
         assert rel_error(ds0[i], numeric_grad(f, s_np[i])) < 1e-6, cell.states[i]
-    assert set(grads) == set(p_np)
-    for k in p_np:
-        assert rel_error(grads[k], numeric_grad(lambda v, k=k: loss({**p_np, k: v}, x_np, s_np),
-                                                p_np[k])) < 1e-6, k
+    assert len(grads) == directions
+    for d, p_np in enumerate(ps_np):
+        assert set(grads[d]) == set(p_np)
+        for k in p_np:
+            def g(v, k=k, d=d):
+                ps = list(ps_np)
+                ps[d] = {**ps_np[d], k: v}
+                return loss(ps, x_np, s_np)
+            assert rel_error(grads[d][k], numeric_grad(g, p_np[k])) < 1e-6, (d, k)
 
 
 def _sigmoid(u):

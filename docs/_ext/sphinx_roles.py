@@ -1,7 +1,7 @@
 """A griffe extension for the API reference: Sphinx roles in numpydoc docstrings become links.
 
 xprnn's docstrings follow numpydoc and so cross-reference with Sphinx roles
-(``:func:`direction_forward```, ``:class:`~xprnn.RNN```, ``:math:`c_t = f c_{t-1} + i g```).
+(``:func:`layer_forward```, ``:class:`~xprnn.RNN```, ``:math:`c_t = f c_{t-1} + i g```).
 mkdocstrings does not read roles, so, once the package is loaded, every docstring is rewritten:
 
 - ``:func:``, ``:meth:``, ``:class:``, ``:mod:``, ``:attr:``, ``:exc:``, ``:data:``, ``:obj:``

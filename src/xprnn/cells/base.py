@@ -22,8 +22,10 @@ A cell is data, not a class hierarchy (:class:`Cell`). It declares
   (``None`` where there is none). Returning the very same array for ``dxw`` and ``dgh`` tells the
   loop the two gradients are one (RNN, LSTM), which saves a stack and a product.
 
-Because the pointwise functions take and return arrays only, a backend may compile each into one
-kernel (:func:`xprnn.backend.pointwise`); the plain functions remain the reference.
+The arrays may carry leading axes (a bidirectional layer runs its two directions as one, with a
+leading direction axis): slice gate blocks on the last axis (``a[..., :H]``) and read sizes from
+``shape[-1]``. Because the pointwise functions take and return arrays only, a backend may compile
+each into one kernel (:func:`xprnn.backend.pointwise`); the plain functions remain the reference.
 
 Shapes: ``B`` batch, ``I`` input size, ``H`` hidden size, ``G`` number of gate blocks.
 """

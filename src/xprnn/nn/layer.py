@@ -3,7 +3,7 @@
 A thin shell: it holds the parameters (``weight_ih_l0``, ``weight_hh_l0``, ``bias_ih_l0``,
 ``bias_hh_l0``, ``..._reverse``, PyTorch's names), checks the input (:mod:`xprnn.nn.inputs`),
 draws the recurrent noise (:mod:`xprnn.nn.noise`), and stacks layers and directions over
-:func:`xprnn.nn.recurrent.direction_forward` / :func:`~xprnn.nn.recurrent.direction_backward`.
+:func:`xprnn.nn.recurrent.layer_forward` / :func:`~xprnn.nn.recurrent.layer_backward`.
 ``RNN``, ``LSTM`` and ``GRU`` (:mod:`xprnn.nn.rnn`) fix the cell.
 """
 
@@ -19,16 +19,16 @@ from .dropout import check_p, dropout, dropout_backward
 from .inputs import check_sequence, positive_int
 from .module import Module
 from .noise import make_noise
-from .recurrent import direction_backward, direction_forward
+from .recurrent import layer_backward, layer_forward
 
-__all__ = ["Recurrent", "LayerCache"]
+__all__ = ["Recurrent", "StackCache"]
 
 
-class LayerCache(NamedTuple):
+class StackCache(NamedTuple):
     """What :meth:`Recurrent.backward` needs from :meth:`Recurrent.forward`."""
 
     xp: object
-    directions: list  # DirectionCache per (layer, direction), layer-major
+    layers: list  # the loop's LayerCache of each layer
     dropout_masks: list  # between stacked layers (None where off)
     unbatched: bool
     shape: tuple  # (T, B, I) of the time-major input
@@ -181,36 +181,34 @@ class Recurrent(Module):
         -------
         out : array (T, B, num_directions * hidden_size) (batch-first/unbatched like ``x``)
         h_n : array (num_layers * num_directions, B, hidden_size); LSTM: pair ``(h_n, c_n)``
-        cache : LayerCache to pass to :meth:`backward` (None when not ``keep``)
+        cache : StackCache to pass to :meth:`backward` (None when not ``keep``)
         """
         xp, x, init, lens, unbatched = check_sequence(self, x, h0, lengths)
         D, ns = self.num_directions, self.cell.num_states
         finals = [[] for _ in range(ns)]
         caches, masks = [], []
-        inp, outs = x, []
-        for k, (layer, sfx) in enumerate(self._directions()):
-            if layer > 0 and sfx == "":
-                inp = outs[0] if D == 1 else xp.concat(outs, axis=-1)
+        inp = x
+        for layer in range(self.num_layers):
+            if layer > 0:
                 # dropout on the outputs of every layer but the last, as torch.nn does
                 inp, m = dropout(inp, self.dropout, self.rng, xp=xp, training=self.training)
                 masks.append(m)
-                outs = []
-            state0 = tuple(s[k, ...] for s in init)
+            ks = range(layer * D, (layer + 1) * D)  # this layer's directions in h0's first axis
+            state0 = tuple(s[layer * D:(layer + 1) * D, ...] for s in init)
             noise = make_noise(self, inp.shape[0], inp.shape[1], xp=xp)
-            out, state, c = direction_forward(self.cell, self._direction_params(k), inp,
-                                              state0, lens, sfx != "", keep, noise, xp=xp)
-            outs.append(out)
+            inp, state, c = layer_forward(self.cell, [self._direction_params(k) for k in ks],
+                                          inp, state0, lens, keep, noise, xp=xp)
             caches.append(c)
             for i in range(ns):
                 finals[i].append(state[i])
-        out = outs[0] if D == 1 else xp.concat(outs, axis=-1)
-        h_n = [xp.stack(f) for f in finals]
+        out = inp
+        h_n = [f[0] if len(f) == 1 else xp.concat(f, axis=0) for f in finals]
         if unbatched:
             out, h_n = out[:, 0, :], [h[:, 0, :] for h in h_n]
         elif self.batch_first:
             out = xp.permute_dims(out, (1, 0, 2))
         h_n = tuple(h_n) if ns > 1 else h_n[0]
-        cache = LayerCache(xp, caches, masks, unbatched, tuple(x.shape)) if keep else None
+        cache = StackCache(xp, caches, masks, unbatched, tuple(x.shape)) if keep else None
         return out, h_n, cache
 
     def backward(self, cache, d_out, d_h_n=None):
@@ -218,7 +216,7 @@ class Recurrent(Module):
 
         Parameters
         ----------
-        cache : LayerCache from :meth:`forward`
+        cache : StackCache from :meth:`forward`
         d_out : array shaped like ``out`` (or None)
         d_h_n : array shaped like ``h_n`` (LSTM: pair, either entry may be None), optional
 
@@ -241,21 +239,17 @@ class Recurrent(Module):
             d_out = d_out[:, None, :]
         elif self.batch_first:
             d_out = xp.permute_dims(d_out, (1, 0, 2))
-        grads, dstate0 = {}, [[None] * len(cache.directions) for _ in range(ns)]
+        grads, dstate0 = {}, [[None] * self.num_layers for _ in range(ns)]
         for layer in range(self.num_layers - 1, -1, -1):
-            d_in = None
-            for d, sfx in enumerate(("", "_reverse")[:D]):
-                k = layer * D + d
-                dx, ds0, g = direction_backward(
-                    cache.directions[k], d_out[..., d * H : (d + 1) * H],
-                    tuple(s[k, ...] for s in d_final), xp=xp,
-                )
-                d_in = dx if d_in is None else d_in + dx
-                for i in range(ns):
-                    dstate0[i][k] = ds0[i]
-                grads.update({f"{name}_l{layer}{sfx}": v for name, v in g.items()})
+            rows = slice(layer * D, (layer + 1) * D)
+            d_in, ds0, gs = layer_backward(cache.layers[layer], d_out,
+                                           tuple(s[rows, ...] for s in d_final), xp=xp)
+            for i in range(ns):
+                dstate0[i][layer] = ds0[i]
+            for k, g in zip(range(layer * D, (layer + 1) * D), gs):
+                grads.update({self._names[k][name]: v for name, v in g.items()})
             d_out = d_in if layer == 0 else dropout_backward(d_in, cache.dropout_masks[layer - 1])
-        dh0 = [xp.stack(s) for s in dstate0]
+        dh0 = [s[0] if len(s) == 1 else xp.concat(s, axis=0) for s in dstate0]
         dx = d_out
         if unbatched:
             dx, dh0 = dx[:, 0, :], [h[:, 0, :] for h in dh0]

@@ -23,12 +23,12 @@ class Noise(NamedTuple):
 
     Attributes
     ----------
-    rec_mask : array (B, P or H), or None
+    rec_mask : array ([D,] B, P or H), or None
         Variational recurrent dropout (Gal & Ghahramani, 2016): one inverted-dropout mask per
         sequence, multiplying ``h_prev`` where it enters the recurrent product, at every step.
     zone : tuple with one entry per state, or None
         Zoneout (Krueger et al., 2017): ``state = z * state_prev + (1 - z) * state_new``; an
-        entry is a list over the steps, ``z[t]`` being a 0/1 mask ``(B, n)`` in training and
+        entry is a list over the steps, ``z[t]`` being a 0/1 mask ``([D,] B, n)`` in training and
         the rate itself (0-d) in evaluation, or None for a state without zoneout.
     """
 
@@ -37,16 +37,17 @@ class Noise(NamedTuple):
 
 
 def make_noise(layer, T, B, *, xp):
-    """The :class:`Noise` of one direction of ``layer`` for ``T`` steps of ``B`` rows, drawn
-    from ``layer.rng``; ``None`` when the layer has neither kind (or only recurrent dropout, in
-    evaluation)."""
+    """The :class:`Noise` of one layer of ``layer`` (all its directions, stacked on a leading
+    axis when there are two) for ``T`` steps of ``B`` rows, drawn from ``layer.rng``; ``None``
+    when the layer has neither kind (or only recurrent dropout, in evaluation)."""
     p, rates = layer.recurrent_dropout, layer.zoneout
     if not (p and layer.training) and not any(rates):
         return None
     dev, dt = layer.device, layer.dtype
+    lead = (B,) if layer.num_directions == 1 else (layer.num_directions, B)
     rec = None
     if p and layer.training:
-        rec = dropout_mask((B, layer.output_size), p, layer.rng, dt, dev, xp=xp)
+        rec = dropout_mask((*lead, layer.output_size), p, layer.rng, dt, dev, xp=xp)
     zone = None
     if any(rates):
         zone = []
@@ -54,7 +55,7 @@ def make_noise(layer, T, B, *, xp):
             if not r:
                 zone.append(None)
             elif layer.training:  # 1 where the unit keeps its previous value
-                z = xp.astype(layer.rng.uniform((T, B, n), dt, xp=xp, device=dev) < r, dt)
+                z = xp.astype(layer.rng.uniform((T, *lead, n), dt, xp=xp, device=dev) < r, dt)
                 zone.append([z[t, ...] for t in range(T)])
             else:
                 zone.append([xp.asarray(r, dtype=dt, device=dev)] * T)

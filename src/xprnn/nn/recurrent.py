@@ -1,16 +1,16 @@
 """The time loop and backpropagation through time, written once for every cell.
 
-One *direction* of one layer is: project every time step's input in one matrix product, then
-per step the recurrent product ``gh = h_prev @ W_rec`` and the cell's pointwise forward; backward
-runs the cell's pointwise backward over reversed time, ``dh_prev = dgh @ W_hh``, and forms the
-weight gradients after the loop in one large product each. The pointwise functions come through
-the kernel seam (:func:`xprnn.backend.pointwise`), so a backend may run each as one compiled
-kernel.
+One layer is: project every time step's input in one matrix product, then per step the
+recurrent product ``gh = h_prev @ W_rec`` and the cell's pointwise forward; backward runs the
+cell's pointwise backward over reversed time, ``dh_prev = dgh @ W_hh``, and forms the weight
+gradients after the loop in one large product each. A bidirectional layer runs both directions
+in the same loop, every per-step array carrying a leading direction axis. The pointwise
+functions come through the kernel seam (:func:`xprnn.backend.pointwise`), so a backend may run
+each as one compiled kernel.
 
 Variable lengths are a boolean mask: on a padded step the state is carried unchanged and the
-output is zero. The reverse direction runs the same loop on each row's valid part reversed in
-time (``reverse_index``), so it starts at each row's last valid step, as PyTorch's packed
-sequences do.
+output is zero. The reverse direction reads each row's valid part reversed in time
+(``Lengths.rev``), so it starts at each row's last valid step, as PyTorch's packed sequences do.
 
 Shapes: ``T`` time steps, ``B`` batch, ``I`` input size, ``H`` hidden size, ``G`` gate blocks.
 """
@@ -20,11 +20,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..backend import device_of, pointwise
+from ..cells.base import Weights
 
-__all__ = [
-    "Lengths", "DirectionCache", "direction_forward", "direction_backward",
-    "lengths_info",
-]
+__all__ = ["Lengths", "LayerCache", "layer_forward", "layer_backward", "lengths_info"]
 
 
 class Lengths(NamedTuple):
@@ -68,29 +66,59 @@ def _reverse(a, lengths, *, xp):
     return xp.reshape(xp.take(xp.reshape(a, (T * B, F)), lengths.rev, axis=0), (T, B, F))
 
 
-class DirectionCache(NamedTuple):
-    """What :func:`direction_backward` needs from :func:`direction_forward`."""
+class LayerCache(NamedTuple):
+    """What :func:`layer_backward` needs from :func:`layer_forward`."""
 
     cell: object
-    p: dict
-    weights: object  # the cell's Weights
-    x: object  # (T, B, I), in the direction's own time order
+    ps: list  # the parameters of each direction
+    weights: object  # the cell's Weights, stacked over the directions when there are two
+    x: object  # the input, (T, B, I), or (2, T, B, I): each direction's in its own time order
     steps: list  # per-step pointwise caches
-    h_prev: object  # (T, B, H or P): the recurrent input of each step (h_prev, masked)
+    h_prev: list  # per direction (T, B, n): the recurrent input of each step (h_prev, masked)
     lengths: object  # Lengths or None
-    reverse: bool
-    h_full: object  # (T, B, H): the outputs before the projection, or None without one
+    h_full: list  # per direction (T, B, H): the outputs before the projection, or None
     noise: object  # Noise or None
 
 
+def _stack(items, *, xp):
+    """Per-direction arrays on a leading axis that broadcasts against the step's ``(D, B, n)``
+    arrays: matrices ``(D, m, n)``, vectors ``(D, 1, n)``, constants ``(D, 1, 1)``."""
+    if items[0] is None:
+        return None
+    a = xp.stack(items)
+    extra = max(0, 2 - items[0].ndim)
+    return xp.reshape(a, (len(items),) + (1,) * extra + tuple(items[0].shape))
+
+
+def _over_time(arrays, D, *, xp):
+    """Per-step arrays ``([D,] B, F)`` stacked over time, one ``(T, B, F)`` array per direction
+    (each one contiguous, so later reshapes cost nothing)."""
+    if D == 1:
+        return [xp.stack(arrays)]
+    return [xp.stack([a[d, ...] for a in arrays]) for d in range(D)]
+
+
+def _stacked_weights(ws, *, xp):
+    if len(ws) == 1:
+        return ws[0]
+
+    def st(name):
+        return _stack([getattr(w, name) for w in ws], xp=xp)
+
+    return Weights(st("W_in"), st("b_in"), st("W_rec"), st("b_rec"), st("W_hh"),
+                   tuple(_stack(list(a), xp=xp) for a in zip(*(w.fw for w in ws))),
+                   tuple(_stack(list(a), xp=xp) for a in zip(*(w.bw for w in ws))))
+
+
 def _scan(cell, w, xw, state, lengths, keep, W_proj=None, noise=None, *, xp):
-    """Run the cell over time. Returns outputs ``(T, B, H)`` (P with a projection), the final
-    state, and (when ``keep``) the per-step caches, the recurrent input of each step (``h_prev``,
-    masked with recurrent dropout) and the unprojected outputs (with a projection)."""
+    """Run the cell over time over ``xw``, a list of T per-step input projections. Returns the
+    list of outputs (P entries with a projection, else H), the final state, and (when ``keep``)
+    the per-step caches, the recurrent input of each step (``h_prev``, masked with recurrent
+    dropout) and the unprojected outputs (with a projection)."""
     # the step body runs T times: everything it looks up is bound to a local first
-    step = pointwise(cell.forward, xp=xp, dtype=xw.dtype)
+    step = pointwise(cell.forward, xp=xp, dtype=state[0].dtype)
     W_rec, b_rec, fw, ns = w.W_rec, w.b_rec, w.fw, len(state)
-    T = xw.shape[0]
+    T = len(xw)
     masks = [None] * T if lengths is None else lengths.masks
     rec_mask = None if noise is None else noise.rec_mask
     zone = None if noise is None else noise.zone
@@ -100,7 +128,7 @@ def _scan(cell, w, xw, state, lengths, keep, W_proj=None, noise=None, *, xp):
         gh = h_in @ W_rec
         if b_rec is not None:
             gh = gh + b_rec
-        res = step(xw[t, ...], gh, *state, *fw)
+        res = step(xw[t], gh, *state, *fw)
         new = res[:ns]
         if W_proj is not None:  # h = h_full W_hr^T: the state and output shrink to P
             new = (res[0] @ W_proj,) + new[1:]
@@ -120,14 +148,15 @@ def _scan(cell, w, xw, state, lengths, keep, W_proj=None, noise=None, *, xp):
         else:
             outs.append(new[0])
         state = new
-    return xp.stack(outs), state, caches, prev, full
+    return outs, state, caches, prev, full
 
 
 def _scan_backward(cell, w, caches, d_out, dstate, lengths, W_hr=None, noise=None, *, xp):
-    """BPTT over the caches of :func:`_scan`. Returns ``dxw``, ``dgh`` ``(T, B, G*H)``, the
-    gradient of the initial state and (with a projection ``W_hr (P, H)``) the gradients of the
-    projected outputs ``(T, B, P)``."""
-    step_backward = pointwise(cell.backward, xp=xp, dtype=d_out.dtype)
+    """BPTT over the caches of :func:`_scan`, ``d_out`` a list of T per-step output gradients.
+    Returns lists over time of ``dxw`` and ``dgh`` (the same list where the cell returns one
+    array for both), the gradient of the initial state and, with a projection ``W_hr (P, H)``,
+    the list of the gradients of the projected outputs."""
+    step_backward = pointwise(cell.backward, xp=xp, dtype=dstate[0].dtype)
     W_hh, bw = w.W_hh, w.bw
     T = len(caches)
     masks = [None] * T if lengths is None else lengths.masks
@@ -135,7 +164,7 @@ def _scan_backward(cell, w, caches, d_out, dstate, lengths, W_hr=None, noise=Non
     zone = None if noise is None else noise.zone
     dxws, dghs, dhs = [], [], []
     for t in range(T - 1, -1, -1):
-        dh = dstate[0] + d_out[t, ...]
+        dh = dstate[0] + d_out[t]
         m = masks[t]
         if m is not None:
             # a padded row passed the state through untouched and its output was constant zero
@@ -159,105 +188,130 @@ def _scan_backward(cell, w, caches, d_out, dstate, lengths, W_hr=None, noise=Non
         dstate = dprev if m is None else tuple(xp.where(m, dp, d) for dp, d in zip(dprev, dstate))
         dxws.append(dxw)
         dghs.append(dgh)
-    dxw = xp.stack(dxws[::-1])
-    # RNN and LSTM: the two gradients are the same arrays; stack them once
+    # RNN and LSTM: the two gradients are the same arrays (None: stack them once)
     same = all(a is b for a, b in zip(dxws, dghs))
-    dh = xp.stack(dhs[::-1]) if dhs else None
-    return dxw, (dxw if same else xp.stack(dghs[::-1])), dstate, dh
+    return dxws[::-1], (None if same else dghs[::-1]), dstate, dhs[::-1]
 
 
-def direction_forward(cell, p, x, state0, lengths, reverse, keep=True, noise=None, *, xp):
-    """One layer, one direction.
+def layer_forward(cell, ps, x, state0, lengths, keep=True, noise=None, *, xp):
+    """One layer: one direction, or two run together.
+
+    With two directions, the second reads each row's valid steps from last to first, and both
+    advance in the same loop: one batched recurrent product and one pointwise call per step for
+    the pair, which halves the calls per step (the cost that dominates on a GPU, and at small
+    batches on the CPU).
 
     Parameters
     ----------
     cell : Cell
-    p : dict
-        The cell's parameters by name (``weight_ih (G*H, I)``, ``weight_hh (G*H, H)``,
-        ``bias_ih``, ``bias_hh`` (``(G*H,)`` or None), and with a projection ``weight_hr
-        (P, H)``, when ``weight_hh`` is ``(G*H, P)``).
+    ps : list of one or two dicts
+        Each direction's parameters by the cell's names (``weight_ih (G*H, I)``,
+        ``weight_hh (G*H, H)``, ``bias_ih``, ``bias_hh`` (``(G*H,)`` or None), and with a
+        projection ``weight_hr (P, H)``, when ``weight_hh`` is ``(G*H, P)``).
     x : array (T, B, I)
-    state0 : tuple of arrays (B, H)
+    state0 : tuple of arrays (D, B, n), one per state (``n`` = P for a projected ``h``, else H)
     lengths : Lengths or None
         From :func:`lengths_info`.
-    reverse : bool
-        Run from each row's last valid step back to the first.
     keep : bool
-        Keep what :func:`direction_backward` needs (False for inference: no cache).
+        Keep what :func:`layer_backward` needs (False for inference: no cache).
     noise : Noise, optional
-        Recurrent dropout and zoneout (:mod:`xprnn.nn.noise`).
+        Recurrent dropout and zoneout (:mod:`xprnn.nn.noise`), for all the directions.
 
     Returns
     -------
-    out : array (T, B, H)
-    state : tuple of arrays (B, H)
+    out : array (T, B, D*n)
+        The directions' outputs side by side, each in the input's time order.
+    state : tuple of arrays (D, B, n)
         The state after each row's last valid step.
-    cache : DirectionCache, or None when not ``keep``
+    cache : LayerCache, or None when not ``keep``
     """
+    D = len(ps)
     T, B, I = x.shape
-    if reverse:
-        x = _reverse(x, lengths, xp=xp)
-    w = cell.prepare(p, xp=xp)
-    # the input projection of every step in one matrix product
-    xw = xp.reshape(x, (T * B, I)) @ w.W_in
-    if w.b_in is not None:
-        xw = xw + w.b_in
-    xw = xp.reshape(xw, (T, B, w.W_in.shape[1]))
-    W_hr = p.get("weight_hr")  # a projection of the output (LSTM proj_size), or None
-    W_proj = None if W_hr is None else xp.matrix_transpose(W_hr)
-    out, state, caches, prev, full = _scan(cell, w, xw, state0, lengths, keep, W_proj, noise,
-                                           xp=xp)
-    if reverse:
-        out = _reverse(out, lengths, xp=xp)
+    w = _stacked_weights([cell.prepare(p, xp=xp) for p in ps], xp=xp)
+    W_hr = [p.get("weight_hr") for p in ps]  # a projection of the output (LSTM proj_size)
+    W_proj = None if W_hr[0] is None else _stack([xp.matrix_transpose(a) for a in W_hr], xp=xp)
+    if D == 1:  # time-major arrays (T, B, F)
+        X, state = x, tuple(s[0, ...] for s in state0)
+        W_proj = None if W_proj is None else W_proj[0, ...]
+    else:  # direction-major arrays (2, T, B, F): each direction's block stays contiguous
+        X, state = xp.stack([x, _reverse(x, lengths, xp=xp)]), tuple(state0)
+    # the input projection of every step in one (batched) matrix product
+    xw = xp.reshape(X, (*X.shape[:-3], T * B, I)) @ w.W_in
+    xw = xp.reshape(xw if w.b_in is None else xw + w.b_in, (*X.shape[:-1], xw.shape[-1]))
+    steps = [xw[t, ...] for t in range(T)] if D == 1 else [xw[:, t, ...] for t in range(T)]
+    outs, state, caches, prev, full = _scan(cell, w, steps, state, lengths, keep, W_proj, noise,
+                                            xp=xp)
+    out = _over_time(outs, D, xp=xp)
+    if D == 1:
+        out, state = out[0], tuple(s[None, ...] for s in state)
+    else:
+        out = xp.concat([out[0], _reverse(out[1], lengths, xp=xp)], axis=-1)
     if not keep:
         return out, state, None
-    return out, state, DirectionCache(cell, p, w, x, caches, xp.stack(prev), lengths, reverse,
-                                      xp.stack(full) if full else None, noise)
+    return out, state, LayerCache(cell, ps, w, X, caches, _over_time(prev, D, xp=xp), lengths,
+                                  _over_time(full, D, xp=xp) if full else None, noise)
 
 
-def direction_backward(cache, d_out, d_state, *, xp):
-    """BPTT for one layer and direction.
+def layer_backward(cache, d_out, d_state, *, xp):
+    """BPTT for one layer (all its directions).
 
     Parameters
     ----------
-    cache : DirectionCache
-        From :func:`direction_forward`.
-    d_out : array (T, B, H)
+    cache : LayerCache
+        From :func:`layer_forward`.
+    d_out : array (T, B, D*n)
         Gradient of the loss with respect to ``out``.
-    d_state : tuple of arrays (B, H)
+    d_state : tuple of arrays (D, B, n)
         Gradient with respect to the final state (zeros if unused).
 
     Returns
     -------
     dx : array (T, B, I)
-    dstate0 : tuple of arrays (B, H)
-    grads : dict
+    dstate0 : tuple of arrays (D, B, n)
+    grads : list of D dicts
         ``weight_ih``, ``weight_hh``, and ``bias_ih``, ``bias_hh`` when the cell has biases,
-        ``weight_hr`` with a projection.
+        ``weight_hr`` with a projection, for each direction.
     """
     c = cache
-    T, B, I = c.x.shape
-    if c.reverse:
-        d_out = _reverse(d_out, c.lengths, xp=xp)
-    W_hr = c.p.get("weight_hr")
-    dxw, dgh, dstate0, dh = _scan_backward(c.cell, c.weights, c.steps, d_out, d_state,
-                                           c.lengths, W_hr, c.noise, xp=xp)
-    GH = dxw.shape[-1]
-    dxw2 = xp.reshape(dxw, (T * B, GH))
-    dgh2 = xp.reshape(dgh, (T * B, GH))
-    # weight gradients summed over all steps, each in one large product
-    grads = {
-        "weight_ih": xp.matrix_transpose(dxw2) @ xp.reshape(c.x, (T * B, I)),
-        "weight_hh": xp.matrix_transpose(dgh2) @ xp.reshape(c.h_prev, (T * B, c.h_prev.shape[-1])),
-    }
-    if W_hr is not None:  # dW_hr = sum_t dh_t^T h_full_t
-        P, H = W_hr.shape
-        grads["weight_hr"] = xp.matrix_transpose(xp.reshape(dh, (T * B, P))) @ xp.reshape(
-            c.h_full, (T * B, H))
-    if c.p.get("bias_ih") is not None:
-        grads["bias_ih"] = xp.sum(dxw2, axis=0)
-        grads["bias_hh"] = grads["bias_ih"] if dgh is dxw else xp.sum(dgh2, axis=0)
-    dx = xp.reshape(dxw2 @ c.p["weight_ih"], (T, B, I))
-    if c.reverse:
-        dx = _reverse(dx, c.lengths, xp=xp)
+    D = len(c.ps)
+    T, B, I = c.x.shape[-3:]
+    n = d_out.shape[-1] // D
+    if D == 1:
+        ds = tuple(s[0, ...] for s in d_state)
+        d_steps = [d_out[t, ...] for t in range(T)]
+    else:
+        d_out = xp.stack([d_out[..., :n], _reverse(d_out[..., n:], c.lengths, xp=xp)])
+        ds = tuple(d_state)
+        d_steps = [d_out[:, t, ...] for t in range(T)]
+    W_hr = [p.get("weight_hr") for p in c.ps]
+    W_hr = None if W_hr[0] is None else (W_hr[0] if D == 1 else _stack(W_hr, xp=xp))
+    dxws, dghs, dstate0, dhs = _scan_backward(c.cell, c.weights, c.steps, d_steps, ds,
+                                              c.lengths, W_hr, c.noise, xp=xp)
+    if D == 1:
+        dstate0 = tuple(s[None, ...] for s in dstate0)
+    dxw = _over_time(dxws, D, xp=xp)
+    dgh = dxw if dghs is None else _over_time(dghs, D, xp=xp)
+    dh = _over_time(dhs, D, xp=xp) if dhs else None
+    X = [c.x] if D == 1 else [c.x[d, ...] for d in range(D)]
+
+    def part(a, d):  # direction d's (T, B, F) array as (T*B, F)
+        return xp.reshape(a[d], (T * B, a[d].shape[-1]))
+
+    dx, grads = None, []
+    for d, p in enumerate(c.ps):
+        dxw2 = part(dxw, d)
+        dgh2 = dxw2 if dgh is dxw else part(dgh, d)
+        # weight gradients summed over all steps, each in one large product
+        g = {"weight_ih": xp.matrix_transpose(dxw2) @ part(X, d),
+             "weight_hh": xp.matrix_transpose(dgh2) @ part(c.h_prev, d)}
+        if W_hr is not None:  # dW_hr = sum_t dh_t^T h_full_t
+            g["weight_hr"] = xp.matrix_transpose(part(dh, d)) @ part(c.h_full, d)
+        if p.get("bias_ih") is not None:
+            g["bias_ih"] = xp.sum(dxw2, axis=0)
+            g["bias_hh"] = g["bias_ih"] if dgh is dxw else xp.sum(dgh2, axis=0)
+        grads.append(g)
+        dx_d = xp.reshape(dxw2 @ p["weight_ih"], (T, B, I))
+        if d == 1:
+            dx_d = _reverse(dx_d, c.lengths, xp=xp)
+        dx = dx_d if dx is None else dx + dx_d
     return dx, dstate0, grads

@@ -16,7 +16,7 @@ from .. import cells
 from ..backend import check_float, namespace
 from .inputs import positive_int
 from .module import Module
-from .recurrent import direction_backward, direction_forward
+from .recurrent import layer_backward, layer_forward
 
 __all__ = ["RecurrentCell", "RNNCell", "LSTMCell", "GRUCell", "StepCache"]
 
@@ -24,7 +24,7 @@ __all__ = ["RecurrentCell", "RNNCell", "LSTMCell", "GRUCell", "StepCache"]
 class StepCache(NamedTuple):
     """What :meth:`RecurrentCell.backward` needs from :meth:`RecurrentCell.forward`."""
 
-    direction: object  # DirectionCache of a one-step loop
+    loop: object  # the LayerCache of a one-step loop
     unbatched: bool
 
 
@@ -103,8 +103,9 @@ class RecurrentCell(Module):
         """
         xp, x, states, unbatched = self._check(x, state)
         p = {k: self.params.get(k) for k in self.cell.parameters(1, 1)}
-        _, new, c = direction_forward(self.cell, p, x[None, ...], states, None, False, keep,
-                                      xp=xp)
+        _, new, c = layer_forward(self.cell, [p], x[None, ...], tuple(s[None, ...] for s in
+                                                                      states), None, keep, xp=xp)
+        new = tuple(s[0, ...] for s in new)
         if unbatched:
             new = tuple(s[0, :] for s in new)
         new = new if self.cell.num_states > 1 else new[0]
@@ -124,7 +125,7 @@ class RecurrentCell(Module):
         d_state_prev : shaped like ``state`` (LSTM: pair ``(dh, dc)``)
         grads : dict with the keys of :meth:`state_dict`
         """
-        c = cache.direction
+        c = cache.loop
         xp = namespace(c.x, names=["cache"])
         _, B, _ = c.x.shape
         ns = self.cell.num_states
@@ -133,8 +134,8 @@ class RecurrentCell(Module):
         zeros = xp.zeros((B, self.hidden_size), dtype=self.dtype, device=self.device)
         ds = tuple(zeros if d is None else (d[None, :] if cache.unbatched else d) for d in ds)
         d_out = xp.zeros((1, B, self.hidden_size), dtype=self.dtype, device=self.device)
-        dx, dprev, grads = direction_backward(c, d_out, ds, xp=xp)
-        dx = dx[0, ...]
+        dx, dprev, grads = layer_backward(c, d_out, tuple(d[None, ...] for d in ds), xp=xp)
+        dx, dprev, grads = dx[0, ...], tuple(d[0, ...] for d in dprev), grads[0]
         if cache.unbatched:
             dx, dprev = dx[0, :], tuple(d[0, :] for d in dprev)
         return dx, (dprev if ns > 1 else dprev[0]), {k: grads[k] for k in self.params}
