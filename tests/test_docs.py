@@ -9,7 +9,8 @@ not be tested, so it could rot.
 The pages show NumPy arrays, whatever ``--backend`` says, so each page runs in one session only:
 pages whose examples import PyTorch (``pytorch.md``) run where torch is installed, which is the
 ``--backend torch`` session (and ``--backend numpy`` when torch happens to be there); every other
-page runs under ``--backend numpy``.
+page runs under ``--backend numpy``. Pages whose examples import onnx or onnxruntime
+(``serving.md``) skip where those are missing.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ FENCE = re.compile(
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 NEEDS_TORCH = re.compile(r"^\s*(?:>>>|\.\.\.)\s+(?:import|from)\s+(?:torch|safetensors\.torch)\b",
                          re.MULTILINE)
+NEEDS_ONNX = re.compile(r"^\s*(?:>>>|\.\.\.)\s+(?:import|from)\s+onnx(?:runtime)?\b",
+                        re.MULTILINE)
 
 
 def _blocks(text):
@@ -51,8 +54,12 @@ def _runnable(text):
     return [(line, body) for lang, line, body in _blocks(text) if lang in RUN]
 
 
+def _needs(page, pattern):
+    return any(pattern.search(body) for _, body in _runnable(page.read_text(encoding="utf-8")))
+
+
 def _needs_torch(page):
-    return any(NEEDS_TORCH.search(body) for _, body in _runnable(page.read_text(encoding="utf-8")))
+    return _needs(page, NEEDS_TORCH)
 
 
 def _page_test(page):
@@ -78,6 +85,9 @@ def test_page_examples_run(page, backend, tmp_path, monkeypatch):
     elif backend != "numpy":
         pytest.skip("the documentation's examples show NumPy arrays; they run under --backend "
                     "numpy (pages that import torch also under --backend torch)")
+    if _needs(page, NEEDS_ONNX):
+        for name in ("onnx", "onnxruntime"):
+            pytest.importorskip(name, reason="this page's examples need onnx and onnxruntime")
     test, bare = _page_test(page)
     assert not bare, (
         f"{page.name}: python blocks starting at lines {bare} have no '>>>' prompts, so they "
@@ -109,6 +119,8 @@ def test_python_blocks_without_prompts_are_flagged(tmp_path):
 def test_pages_that_import_torch_are_recognised():
     assert _needs_torch(DOCS / "pytorch.md")
     assert not _needs_torch(DOCS / "cells.md")
+    assert _needs(DOCS / "serving.md", NEEDS_ONNX)
+    assert not _needs(DOCS / "pytorch.md", NEEDS_ONNX)
 
 
 def test_every_page_is_in_the_nav():

@@ -1,0 +1,148 @@
+"""``xprnn sentiment export`` and ``xprnn lm export``: a saved model as an ONNX graph
+(:func:`xprnn.export.to_onnx`), with a JSON file beside it holding what a server needs to turn
+text into the graph's inputs: the vocabulary, the tokenizer's rules, the classes, padding and
+truncation, the shape of the recurrent state."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .._version import __version__
+from . import _common as c
+from ._common import CLIError
+
+__all__ = ["add_sentiment", "add_lm", "sidecar_path"]
+
+FORMAT = "xprnn-onnx"  # the JSON file's "format"; "format_version" changes if its keys do
+
+
+def _add(tasks, writer, run):
+    p = tasks.add_parser(
+        "export", help="write the model as an ONNX graph, and its vocabulary as JSON",
+        description=f"Export a model saved by {writer} to ONNX (for ONNX Runtime in C++, C#, "
+        "Java, JavaScript, ...), and write beside it FILE.json: the vocabulary and tokenizer "
+        "settings a server needs. Needs the onnx package (pip install 'xprnn[onnx]').")
+    p.add_argument("--model", required=True, metavar="DIR", help=f"directory written by {writer}")
+    p.add_argument("--out", required=True, metavar="FILE.onnx",
+                   help="the ONNX file to write; FILE.json is written beside it")
+    # the weights are read on the host, in the saved dtype; the graph is float32 either way
+    p.set_defaults(run=run, backend="numpy", device=None, dtype=None)
+
+
+def add_sentiment(tasks):
+    _add(tasks, "sentiment train", export_sentiment)
+
+
+def add_lm(tasks):
+    _add(tasks, "lm train", export_lm)
+
+
+def sidecar_path(onnx_path):
+    """The JSON file written beside ``FILE.onnx``: ``FILE.json``."""
+    return Path(onnx_path).with_suffix(".json")
+
+
+def _out_path(args):
+    out = Path(args.out)
+    if out.suffix != ".onnx":
+        raise CLIError(f"--out {out}: expected a file name ending in .onnx")
+    if out.is_dir():
+        raise CLIError(f"--out {out}: is a directory, expected a file name ending in .onnx")
+    return out
+
+
+def _vocab(model, args, keys):
+    """The saved vocabulary, once ``keys`` are checked to be in ``model.meta``."""
+    from ..text import Vocabulary
+
+    missing = [k for k in keys if k not in model.meta]
+    if missing:
+        raise CLIError(f"--model {args.model}: its saved meta lacks {missing}; was it written "
+                       "by the xprnn command line?")
+    try:
+        vocab = Vocabulary.from_dict(model.meta["vocab"])
+    except (ValueError, TypeError) as e:
+        raise CLIError(f"--model {args.model}: its saved vocabulary is malformed: {e}") from None
+    if len(vocab) != model.config.get("vocab_size"):
+        raise CLIError(f"--model {args.model}: its vocabulary holds {len(vocab)} tokens but the "
+                       f"model has vocab_size {model.config.get('vocab_size')}")
+    return vocab
+
+
+def _write(model, args, out, sidecar):
+    from ..export import to_onnx
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        to_onnx(model, out)
+    except ImportError as e:
+        raise CLIError(str(e)) from None
+    except (ValueError, TypeError) as e:
+        raise CLIError(f"--model {args.model}: cannot export: {e}") from None
+    head = {"format": FORMAT, "format_version": 1, "task": args.task,
+            "xprnn_version": __version__, "onnx": out.name, "model_class": type(model).__name__,
+            "config": model.config}
+    path = sidecar_path(out)
+    path.write_text(json.dumps({**head, **sidecar}, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {out} ({out.stat().st_size / 1024:,.0f} KiB) and {path}")
+    return 0
+
+
+def export_sentiment(args):
+    from ..text.vocabulary import _BREAK, _NOT_LETTER, english_stopwords
+
+    model = c.load_model(args, "sentiment")
+    out = _out_path(args)
+    meta = model.meta
+    vocab = _vocab(model, args, ["vocab", "tokenizer", "classes", "max_len", "truncate"])
+    if len(meta["classes"]) != model.config.get("num_classes"):
+        raise CLIError(f"--model {args.model}: it names {len(meta['classes'])} classes but the "
+                       f"model has num_classes {model.config.get('num_classes')}")
+    stop = meta["tokenizer"].get("stopwords")
+    stopwords = sorted(english_stopwords()) if stop == "english" else sorted(stop or [])
+    # the rules of xprnn.text.tokenize_words, spelled out for a server in any language
+    tokenizer = {
+        "level": "word",
+        "steps": ["lowercase", "replace each match of break_pattern (case-insensitive) by a space",
+                  "delete each match of drop_pattern", "split on whitespace",
+                  "drop the words in stopwords"],
+        "break_pattern": _BREAK.pattern, "drop_pattern": _NOT_LETTER.pattern,
+        "stopwords": stopwords,
+    }
+    return _write(model, args, out, {
+        "inputs": {"ids": "int64 (batch, time): token ids, each row right-padded with pad_id",
+                   "lengths": "int64 (batch,): the valid tokens of each row, 1 to time"},
+        "outputs": {"probabilities": "float32 (batch, classes), in the order of classes"},
+        "classes": meta["classes"], "tokenizer": tokenizer, "vocab": vocab.tokens,
+        "pad_id": vocab.pad_id, "unk_id": vocab.unk_id,
+        "empty_text": "a text with no tokens left is read as [unk_id]",
+        "max_len": meta["max_len"], "truncate": meta["truncate"],
+        "truncate_modes": {"head": "keep the first max_len tokens",
+                           "tail": "keep the last max_len tokens",
+                           "both": "keep the first ceil(max_len/2) and the last floor(max_len/2)"},
+    })
+
+
+def export_lm(args):
+    model = c.load_model(args, "lm")
+    out = _out_path(args)
+    vocab = _vocab(model, args, ["vocab", "tokenizer"])
+    level, lowercase = model.meta["tokenizer"]["level"], model.meta["tokenizer"]["lowercase"]
+    cfg = model.config
+    names = ["h0", "c0"] if cfg["cell"] == "lstm" else ["h0"]
+    shape = [cfg["num_layers"], "batch", cfg["hidden_size"]]
+    dims = f"(layers={shape[0]}, batch, hidden={shape[2]})"
+    return _write(model, args, out, {
+        "inputs": {"ids": "int64 (batch, time): token ids (a prompt, then one token a step)",
+                   **{n: f"float32 {dims}: the state, zeros to start" for n in names}},
+        "outputs": {"logits": "float32 (batch, time, vocab): next-token scores",
+                    **{f"{n[0]}_n": f"float32 {dims}: the state to feed back"
+                       for n in names}},
+        "state": {"inputs": names, "outputs": [f"{n[0]}_n" for n in names], "shape": shape},
+        "tokenizer": {"level": level, "lowercase": lowercase,
+                      "split": "characters" if level == "char" else "whitespace",
+                      "join": "" if level == "char" else " "},
+        "vocab": vocab.tokens, "unk_id": vocab.unk_id, "pad_id": vocab.pad_id,
+        "default_prompt": next(t for t in vocab.tokens if t != vocab.unk_token),
+    })
