@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from .base import Cell, Weights, const, register
 
-__all__ = ["RNN_TANH", "RNN_RELU"]
+__all__ = ["RNN_TANH", "RNN_RELU", "for_nonlinearity"]
+
+
+def for_nonlinearity(nonlinearity):
+    """The cell name for ``torch.nn.RNN``'s ``nonlinearity`` argument (``"tanh"``/``"relu"``)."""
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    return "rnn" if nonlinearity == "tanh" else "rnn_relu"
 
 
 def prepare(p, *, xp):

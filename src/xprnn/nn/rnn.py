@@ -4,6 +4,7 @@ unchanged."""
 
 from __future__ import annotations
 
+from ..cells import elman
 from .layer import Recurrent
 
 __all__ = ["RNN", "LSTM", "GRU"]
@@ -20,10 +21,8 @@ class RNN(Recurrent):
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", *args, **kw):
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        cell = elman.for_nonlinearity(nonlinearity)
         self.nonlinearity = nonlinearity
-        cell = "rnn" if nonlinearity == "tanh" else "rnn_relu"
         super().__init__(cell, input_size, hidden_size, num_layers, *args, **kw)
 
     def _config(self):

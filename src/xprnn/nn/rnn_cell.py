@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import cells
 from ..backend import check_float, namespace
+from ..cells import elman
 from .inputs import positive_int
 from .module import Module
 from .recurrent import layer_backward, layer_forward
@@ -150,10 +151,8 @@ class RNNCell(RecurrentCell):
     ``torch.nn.RNNCell(input_size, hidden_size, bias=True, nonlinearity="tanh")``."""
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", **kw):
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        cell = elman.for_nonlinearity(nonlinearity)
         self.nonlinearity = nonlinearity
-        cell = "rnn" if nonlinearity == "tanh" else "rnn_relu"
         super().__init__(cell, input_size, hidden_size, bias, **kw)
 
     def _config(self):
