@@ -62,10 +62,16 @@ def test_loop_runs_each_pointwise_function_through_the_kernel_seam(xp, asarray, 
     # per step; a compiler that declines leaves the plain function
     want = {} if decline else {lstm.forward: 2 * 5, lstm.backward: 5}
     assert rec.calls == want
-    np.testing.assert_array_equal(to_numpy(out), to_numpy(out_ref))
-    np.testing.assert_array_equal(to_numpy(dx), to_numpy(dx_ref))
+    from array_api_compat import is_cupy_namespace
+
+    # bit for bit, except on CuPy, whose reference ran through xprnn's one-launch kernels
+    # (backend/cupy_kernels.py): they fuse a * b + c into one rounding and keep intermediates in
+    # registers, so they agree with the plain functions to float64 rounding only
+    tol = {"rtol": 1e-12, "atol": 1e-14} if is_cupy_namespace(xp) else {"rtol": 0, "atol": 0}
+    np.testing.assert_allclose(to_numpy(out), to_numpy(out_ref), **tol)
+    np.testing.assert_allclose(to_numpy(dx), to_numpy(dx_ref), **tol)
     for k in g_ref:
-        np.testing.assert_array_equal(to_numpy(g[k]), to_numpy(g_ref[k]), err_msg=k)
+        np.testing.assert_allclose(to_numpy(g[k]), to_numpy(g_ref[k]), err_msg=k, **tol)
 
 
 def test_update_swaps_arrays_without_copies_and_checks_them(xp, asarray):

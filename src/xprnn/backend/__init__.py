@@ -5,6 +5,7 @@ This subpackage is the only place that knows about concrete array libraries; eve
 is written against the Array API standard through the ``xp`` it hands down.
 """
 
+from . import cupy_kernels
 from .kernels import pointwise, register_compiler, unregister_compiler
 from .namespace import (
     as_dtype,
@@ -24,3 +25,6 @@ __all__ = [
     "to_numpy", "from_numpy", "Generator", "index_add",
     "pointwise", "register_compiler", "unregister_compiler",
 ]
+
+# CuPy's one-launch kernels for the shipped cells, where CuPy is installed (not imported here)
+cupy_kernels.register_if_available()
