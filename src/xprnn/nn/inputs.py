@@ -2,7 +2,7 @@
 
 Lengths are checked on the host (they usually come from there: a list or a NumPy array from the
 batcher) and reach the device once per call, with the per-step masks and the reversal index
-built from them (:func:`xprnn.nn.recurrent.lengths_info`).
+built from them (:func:`xprnn.nn.lengths.lengths_info`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import check_float, from_numpy, namespace, to_numpy
-from .recurrent import lengths_info
+from .lengths import lengths_info
 
 __all__ = ["check_sequence", "check_lengths", "positive_int"]
 

@@ -19,51 +19,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from ..backend import device_of, pointwise
+from ..backend import pointwise
 from ..cells.base import Weights
+from .lengths import Lengths, lengths_info, reverse_time
 
-__all__ = ["Lengths", "LayerCache", "layer_forward", "layer_backward", "lengths_info"]
-
-
-class Lengths(NamedTuple):
-    """Everything the loop needs about variable lengths, made once per batch on the device.
-
-    Attributes
-    ----------
-    masks : list of T (bool (B, 1) array or None)
-        Per-step masks; ``None`` for a step where every row is valid: the first
-        ``min(lengths)`` steps, which in a batch bucketed by length are nearly all of them, skip
-        the masking passes.
-    rev : int array (T*B,)
-        Flat gather index reversing each row's valid steps (its own inverse).
-    """
-
-    masks: list
-    rev: object
-
-
-def lengths_info(lengths, lengths_host, T, *, xp):
-    """:class:`Lengths` for ``lengths`` (int array (B,) on the device) whose host copy
-    ``lengths_host`` (NumPy) is known, or ``None`` without lengths."""
-    if lengths is None:
-        return None
-    device = device_of(lengths)
-    t = xp.arange(T, dtype=lengths.dtype, device=device)[:, None]
-    valid = t < lengths[None, :]  # (T, B)
-    full = int(lengths_host.min())
-    masks = [None] * full + [valid[s, :, None] for s in range(full, T)]
-    B = lengths.shape[0]
-    src_t = xp.where(valid, lengths[None, :] - 1 - t, t)
-    b = xp.arange(B, dtype=lengths.dtype, device=device)[None, :]
-    return Lengths(masks, xp.reshape(src_t * B + b, (-1,)))
-
-
-def _reverse(a, lengths, *, xp):
-    """Reverse ``a`` (T, B, F) in time, per row's valid part when there are lengths."""
-    if lengths is None:
-        return xp.flip(a, axis=0)
-    T, B, F = a.shape
-    return xp.reshape(xp.take(xp.reshape(a, (T * B, F)), lengths.rev, axis=0), (T, B, F))
+__all__ = ["LayerCache", "layer_forward", "layer_backward", "Lengths", "lengths_info"]
 
 
 class LayerCache(NamedTuple):
@@ -234,7 +194,7 @@ def layer_forward(cell, ps, x, state0, lengths, keep=True, noise=None, *, xp):
         X, state = x, tuple(s[0, ...] for s in state0)
         W_proj = None if W_proj is None else W_proj[0, ...]
     else:  # direction-major arrays (2, T, B, F): each direction's block stays contiguous
-        X, state = xp.stack([x, _reverse(x, lengths, xp=xp)]), tuple(state0)
+        X, state = xp.stack([x, reverse_time(x, lengths, xp=xp)]), tuple(state0)
     # the input projection of every step in one (batched) matrix product
     xw = xp.reshape(X, (*X.shape[:-3], T * B, I)) @ w.W_in
     xw = xp.reshape(xw if w.b_in is None else xw + w.b_in, (*X.shape[:-1], xw.shape[-1]))
@@ -245,7 +205,7 @@ def layer_forward(cell, ps, x, state0, lengths, keep=True, noise=None, *, xp):
     if D == 1:
         out, state = out[0], tuple(s[None, ...] for s in state)
     else:
-        out = xp.concat([out[0], _reverse(out[1], lengths, xp=xp)], axis=-1)
+        out = xp.concat([out[0], reverse_time(out[1], lengths, xp=xp)], axis=-1)
     if not keep:
         return out, state, None
     return out, state, LayerCache(cell, ps, w, X, caches, _over_time(prev, D, xp=xp), lengths,
@@ -280,7 +240,7 @@ def layer_backward(cache, d_out, d_state, *, xp):
         ds = tuple(s[0, ...] for s in d_state)
         d_steps = [d_out[t, ...] for t in range(T)]
     else:
-        d_out = xp.stack([d_out[..., :n], _reverse(d_out[..., n:], c.lengths, xp=xp)])
+        d_out = xp.stack([d_out[..., :n], reverse_time(d_out[..., n:], c.lengths, xp=xp)])
         ds = tuple(d_state)
         d_steps = [d_out[:, t, ...] for t in range(T)]
     W_hr = [p.get("weight_hr") for p in c.ps]
@@ -312,6 +272,6 @@ def layer_backward(cache, d_out, d_state, *, xp):
         grads.append(g)
         dx_d = xp.reshape(dxw2 @ p["weight_ih"], (T, B, I))
         if d == 1:
-            dx_d = _reverse(dx_d, c.lengths, xp=xp)
+            dx_d = reverse_time(dx_d, c.lengths, xp=xp)
         dx = dx_d if dx is None else dx + dx_d
     return dx, dstate0, grads
