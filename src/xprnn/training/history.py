@@ -33,19 +33,23 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 class History:
     """Per-epoch records: ``history.epochs`` is a list of dicts (``epoch``, ``train_loss``,
-    ``valid_*`` metrics, ``seconds``, ``tokens_per_s``)."""
+    ``valid_*`` metrics, ``seconds``, ``tokens_per_s``); ``world_size`` is the number of
+    processes that trained together (:mod:`xprnn.training.parallel`; tokens per second count
+    them all)."""
 
     def __init__(self):
         self.epochs = []
         self.best_epoch = None
         self.stop_reason = None
+        self.world_size = 1
 
     def __getitem__(self, key):
         return [e.get(key) for e in self.epochs]
 
     def to_dict(self):
+        """The history as JSON-able data (``history.json``)."""
         return {"epochs": self.epochs, "best_epoch": self.best_epoch,
-                "stop_reason": self.stop_reason}
+                "stop_reason": self.stop_reason, "world_size": self.world_size}
 
     @classmethod
     def from_dict(cls, d):
@@ -53,6 +57,7 @@ class History:
         h = cls()
         h.epochs, h.best_epoch, h.stop_reason = list(d["epochs"]), d["best_epoch"], d[
             "stop_reason"]
+        h.world_size = int(d.get("world_size", 1))  # written before data parallelism: 1
         return h
 
     def plot(self, path, title=None):

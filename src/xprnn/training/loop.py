@@ -21,11 +21,15 @@ from .step import train_step
 __all__ = ["fit", "evaluate"]
 
 
-def evaluate(model, batches):
+def evaluate(model, batches, *, reduce=None):
     """Metrics over ``batches`` in evaluation mode.
 
     Classifier: ``{"loss", "accuracy"}``; language model: ``{"loss", "perplexity",
     "bits_per_token"}`` (per character for a character model), loss in nats per token.
+
+    ``reduce``, a callable ``(sums, count) -> (sums, count)``, combines the metric sums before
+    they become metrics: :meth:`~xprnn.training.parallel.DataParallel.reduce_sums` adds those of
+    every process, each of which evaluated its own rows.
     """
     mode = model.training
     model.eval()
@@ -38,6 +42,8 @@ def evaluate(model, batches):
             count += k
     finally:
         model.train(mode)
+    if reduce is not None:
+        sums, count = reduce(sums, count)
     return model.metrics(sums, count)
 
 
@@ -47,6 +53,31 @@ def _score(rec, metric, mode):
     main = rec[f"valid_{metric}"] if mode == "max" else -rec[f"valid_{metric}"]
     score = [main, -rec.get("valid_loss", 0.0)]
     return None if any(v != v for v in score) else score
+
+
+class _Alone:
+    """The decisions ``fit`` takes in one process: its own clock, its own Ctrl-C, its own
+    batches. :class:`~xprnn.training.parallel.DataParallel`, given as ``fit(..., team=)``, has
+    the same methods (and ``reduce_step``) and takes them with the other processes."""
+
+    def setup(self, model, deadline, interrupted):
+        self.batch_tokens, self.deadline, self.stop_requested = (model.batch_tokens, deadline,
+                                                                 interrupted)
+
+    def time_up(self, fresh):
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    @staticmethod
+    def reduce_sums(sums, count):
+        return sums, count
+
+    @staticmethod
+    def gather_carry(carry):
+        return carry
+
+    @staticmethod
+    def scatter_carry(carry):
+        return carry
 
 
 class _Run:
@@ -77,7 +108,7 @@ class _Run:
 
 def fit(model, train, optimizer, epochs=1, *, valid=None, clip=None, patience=None,
         checkpoint=None, restore_best=True, progress=True, log=print, deadline=None,
-        grad_hook=None, state=None, resume=None):
+        grad_hook=None, state=None, resume=None, team=None):
     """Train ``model`` for up to ``epochs`` passes over ``train``.
 
     Parameters
@@ -115,12 +146,17 @@ def fit(model, train, optimizer, epochs=1, *, valid=None, clip=None, patience=No
     grad_hook : callable ``(grads) -> grads``, optional
         Sees every step's gradients before clipping (:func:`xprnn.training.step.train_step`).
     state : path, optional
-        File where the training state (:mod:`xprnn.training.state`) is written at the end of
+        File where the training state (``xprnn.training.state``) is written at the end of
         every epoch and when Ctrl-C stops the run.
     resume : path, optional
         A training state (file, or a folder holding ``training_state.safetensors``) to continue
         from: the model, the optimizer, the random streams, the position in the data, the best
         epoch and the history are restored, and the run ends exactly as if never stopped.
+    team : :class:`~xprnn.training.parallel.DataParallel`, optional
+        Train together with other processes: it sums every step's gradients and loss, the
+        validation metrics and the token counts, agrees on Ctrl-C and the deadline, and gathers
+        a language model's carried state for ``state``
+        (:meth:`~xprnn.training.parallel.DataParallel.fit` sets it up).
 
     Returns
     -------
@@ -137,19 +173,24 @@ def fit(model, train, optimizer, epochs=1, *, valid=None, clip=None, patience=No
     run = _Run()
     if resume is not None:
         run.restore(load_state(resume, model, optimizer))
+    reduce = None if team is None else team.reduce_step
+    team = _Alone() if team is None else team
     metric, mode = model.selection
     history = run.history
     good = model.state_dict()  # references, not copies: updates build new arrays
 
     def save_to_state():
+        carry = team.gather_carry(run.carry)  # every process takes part, one may write
         if state is not None:
             save_state(state, model, optimizer, run.trainer(), best=run.best_params,
-                       carry=run.carry)
+                       carry=carry)
 
     with deferred_interrupt() as interrupted:
+        team.setup(model, deadline, interrupted)
+        run.carry = team.scatter_carry(run.carry)
         while run.epoch <= int(epochs):
             epoch = run.epoch
-            if deadline is not None and time.monotonic() >= deadline:
+            if team.time_up(fresh=True):
                 history.stop_reason = f"time limit reached before epoch {epoch}"
                 break
             model.train()
@@ -168,7 +209,7 @@ def fit(model, train, optimizer, epochs=1, *, valid=None, clip=None, patience=No
                 before = model.state_dict()
                 try:
                     result = train_step(model, batch, optimizer, carry=run.carry, clip=clip,
-                                        grad_hook=grad_hook)
+                                        grad_hook=grad_hook, reduce=reduce)
                 except TrainingDiverged as e:
                     model.update(good)
                     history.stop_reason = f"{e} at epoch {epoch}, step {steps + 1}"
@@ -182,19 +223,19 @@ def fit(model, train, optimizer, epochs=1, *, valid=None, clip=None, patience=No
                 steps += 1
                 run.batch = steps
                 run.loss_sum += result.loss
-                run.tokens += model.batch_tokens(batch)
+                run.tokens += team.batch_tokens(batch)
                 run.seconds = time.perf_counter() - t0
                 if progress:
                     bar.set_postfix(loss=f"{run.loss_sum / steps:.4f}",
                                     tok_s=f"{run.tokens / run.seconds:.0f}")
-                if interrupted():
+                if team.stop_requested():
                     bar.close()
                     save_to_state()
                     where = f"; the training state is in {state}" if state is not None else ""
                     raise TrainingInterrupted(
                         f"interrupted after {steps} batches of epoch {epoch}{where}", history,
                         state, epoch, steps)
-                if deadline is not None and time.monotonic() >= deadline:
+                if team.time_up(fresh=False):
                     history.stop_reason = (f"time limit reached in epoch {epoch} after {steps} "
                                            "steps")
                     break
@@ -208,7 +249,8 @@ def fit(model, train, optimizer, epochs=1, *, valid=None, clip=None, patience=No
             run.data_epoch = getattr(train, "epoch", None)  # where the next epoch's order starts
             run.carry = None  # a language model's state starts afresh every epoch
             if valid is not None:
-                rec.update({f"valid_{k}": v for k, v in evaluate(model, valid).items()})
+                metrics = evaluate(model, valid, reduce=team.reduce_sums)
+                rec.update({f"valid_{k}": v for k, v in metrics.items()})
                 score = _score(rec, metric, mode)
                 if score is not None and (run.best_score is None or score > run.best_score):
                     run.best_score, run.best_params, run.since_best = score, good, 0

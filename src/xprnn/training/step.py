@@ -1,5 +1,5 @@
-"""One training step, the same for every model: loss and gradients -> gradient hook -> clipping
--> optimizer -> update, all on the model's device.
+"""One training step, the same for every model: loss and gradients -> reduction across
+processes -> gradient hook -> clipping -> optimizer -> update, all on the model's device.
 
 The hook is the seam for anything that must see the gradients of every step before they are
 used, e.g. an all-reduce that sums them across processes (data parallelism).
@@ -24,7 +24,7 @@ class StepResult(NamedTuple):
     carry: object  # what flows to the next batch (a language model's state), else None
 
 
-def train_step(model, batch, optimizer, *, carry=None, clip=None, grad_hook=None):
+def train_step(model, batch, optimizer, *, carry=None, clip=None, grad_hook=None, reduce=None):
     """Run one batch through ``model``'s training protocol and update its parameters.
 
     Parameters
@@ -38,7 +38,12 @@ def train_step(model, batch, optimizer, *, carry=None, clip=None, grad_hook=None
     clip : float, optional
         Clip the global gradient norm to this value.
     grad_hook : callable ``(grads) -> grads``, optional
-        Called on the gradients before clipping (e.g. an all-reduce across processes).
+        Called on the gradients before clipping.
+    reduce : callable ``(grads, loss) -> (grads, loss)``, optional
+        Called first, before the loss is read: the seam where data parallelism sums the
+        gradients and the loss across processes in one exchange
+        (:meth:`~xprnn.training.parallel.DataParallel.reduce_step`), so every process sees the
+        same loss and a non-finite one stops them all at the same step.
 
     Returns
     -------
@@ -51,6 +56,8 @@ def train_step(model, batch, optimizer, *, carry=None, clip=None, grad_hook=None
         one value read back to the host each step (to decide exactly this).
     """
     loss, grads, carry = model.train_batch(batch, carry)
+    if reduce is not None:  # data parallelism: the loss travels with the gradients
+        grads, loss = reduce(grads, loss)
     loss = float(loss)
     if not math.isfinite(loss):
         raise TrainingDiverged(f"non-finite loss ({loss})", None)
