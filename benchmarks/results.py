@@ -5,7 +5,8 @@ JSON line of final metrics per run; ``--only NAME`` runs one. The data sets are 
 from ``../shared/data``. The BLAS variables that slow a current NumPy on this machine are unset
 for the child processes (PERF-NOTES.md).
 
-    python benchmarks/results.py [--only imdb-bigru|imdb-rnn|shakespeare-char] [--data DIR]
+    python benchmarks/results.py [--only imdb-bigru|imdb-rnn|imdb-bigru-rd0|imdb-bigru-rd25|
+                                         shakespeare-char] [--data DIR]
 """
 
 from __future__ import annotations
@@ -21,6 +22,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _bigru_3_epochs(imdb, text):
+    """The BiGRU run for 3 epochs without early stopping."""
+    return ["sentiment", "train", "--data", imdb, "--test", imdb, "--cell", "gru",
+            "--bidirectional", "--pooling", "max", "--embedding-dim", "128", "--hidden", "128",
+            "--dropout", "0.5", *text, "--epochs", "3", "--optimizer", "adamw", "--lr", "2e-3"]
+
+
 def runs(data):
     imdb = str(data / "imdb" / "aclImdb_v1_train_test_text.tar.gz")
     shakespeare = str(data / "tinyshakespeare" / "input.txt")
@@ -34,6 +42,10 @@ def runs(data):
                        "--hidden", "128", "--dropout", "0.5", *text, "--epochs", "4",
                        "--optimizer", "adamw", "--lr", "2e-3", "--patience", "2",
                        "--max-minutes", "26", "--out", "runs/imdb-bigru", *common],
+        # recurrent dropout against none, 3 epochs each, same seed (docs/results.md)
+        "imdb-bigru-rd0": [*_bigru_3_epochs(imdb, text), "--out", "runs/imdb-rd0", *common],
+        "imdb-bigru-rd25": [*_bigru_3_epochs(imdb, text), "--recurrent-dropout", "0.25",
+                            "--out", "runs/imdb-rd25", *common],
         # target: the notebook's plain tanh RNN at >= 80%
         "imdb-rnn": ["sentiment", "train", "--data", imdb, "--test", imdb, "--cell", "rnn",
                      "--bidirectional", "--pooling", "max", "--embedding-dim", "128",
