@@ -11,7 +11,7 @@ import pytest
 import safetensors
 import safetensors.numpy as st_numpy
 
-from xprnn import GRU, LSTM, RNN, Linear
+from xprnn import GRU, LSTM, RNN, Linear, checkpoint
 from xprnn.backend import backend_name, device_of, dtype_name, to_numpy
 from xprnn.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load, save
 from xprnn.models import LanguageModel, SequenceClassifier
@@ -203,15 +203,15 @@ def test_crash_before_rename_keeps_old_checkpoint(xp, device, saved, monkeypatch
 def test_writer_killed_midway_keeps_old_checkpoint(xp, device, saved, monkeypatch):
     model, path = saved
     before = (path / WEIGHTS_NAME).read_bytes()
-    real_save_file = st_numpy.save_file
+    real_write = checkpoint.write_safetensors
 
     def dies_halfway(tensors, filename, metadata=None):
-        real_save_file(tensors, filename, metadata=metadata)
+        real_write(tensors, filename, metadata=metadata)
         data = Path(filename).read_bytes()
         Path(filename).write_bytes(data[: len(data) // 2])
         raise KeyboardInterrupt  # not an Exception: the clean-up must still run
 
-    monkeypatch.setattr(st_numpy, "save_file", dies_halfway)
+    monkeypatch.setattr(checkpoint, "write_safetensors", dies_halfway)
     with pytest.raises(KeyboardInterrupt):
         save(_classifier(xp, seed=9, device=device), path)
     monkeypatch.undo()

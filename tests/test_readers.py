@@ -38,7 +38,11 @@ def _write(path, data: bytes | str):
 
 
 def test_read_csv_notebook_format(tmp_path):
-    texts, labels = read_csv(_write(tmp_path / "movie_reviews.csv", NOTEBOOK_CSV))
+    path = _write(tmp_path / "movie_reviews.csv", NOTEBOOK_CSV)
+    with pytest.raises(ValueError, match=r"line 3: a quoted field runs on to line 4; .*"
+                                         r"quoting='multiline'"):
+        read_csv(path)  # a row over two lines is what a stray quote does: said, not trusted
+    texts, labels = read_csv(path, quoting="multiline")
     assert texts == [
         'A wonderful little production. <br /><br />The filming, "quoted"',
         "Two\nlines",
@@ -79,7 +83,7 @@ def test_read_csv_tsv_gz_bom_and_positions(tmp_path):
         # the row on line 4 follows a quoted field spanning lines 2-3
         (
             b'review,sentiment\n"a\nb",negative\n  ,positive\n',
-            {},
+            {"quoting": "multiline"},
             "line 4: column 'review' is empty",
         ),
         (b"review,sentiment\na,\n", {}, "line 2: column 'sentiment' is empty"),
@@ -113,7 +117,9 @@ def test_read_text(tmp_path):
     gz.write_bytes(gzip.compress("héllo\n".encode()))
     assert read_text(gz) == "héllo\n"
     with pytest.raises(
-        ValueError, match=r"line 3: the bytes at offset 4 cannot be decoded as utf-8"
+        ValueError, match=r"line 3: byte 0x80 at offset 4 \(byte 1 of the line\) cannot be "
+                          r"decoded as utf-8 \(invalid start byte\); pass the file's encoding "
+                          r"with --encoding"
     ):
         read_text(_write(tmp_path / "b.txt", b"a\nb\n\x80c"))
     with pytest.raises(ValueError, match="the file is empty"):
@@ -213,7 +219,7 @@ def test_read_dataset_dispatch(tmp_path):
     assert read_dataset(root) == read_imdb(root)
     assert read_dataset(tar, split="test") == (["Terrible.", "Superb."], [0, 1])
     p = _write(tmp_path / "r.csv", NOTEBOOK_CSV)
-    assert read_dataset(p) == read_csv(p)
+    assert read_dataset(p, quoting="multiline") == read_csv(p, quoting="multiline")
     q = _write(tmp_path / "r.tsv", "t\ty\nhi\tpos\n")
     assert read_dataset(q, text_column="t", label_column="y") == (["hi"], ["pos"])
     with pytest.raises(TypeError, match=r"\['text_column'\] do not apply to an aclImdb dataset"):

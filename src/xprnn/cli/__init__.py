@@ -21,6 +21,7 @@ import sys
 
 from . import _lm, _sentiment
 from ._common import CLIError, HelpFormatter
+from ._team import end_job
 
 __all__ = ["main", "build_parser"]
 
@@ -67,6 +68,7 @@ def main(argv=None) -> int:
         return args.run(args)
     except CLIError as e:
         print(f"xprnn: error: {e}", file=sys.stderr)
+        end_job(e)  # under mpiexec: the other processes must not wait for this one
         return e.code
     except KeyboardInterrupt as e:  # a train command says what it saved and how to resume
         print(f"xprnn: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)

@@ -8,9 +8,11 @@ import sys
 import numpy as np
 
 from .. import cells
+from . import _checks, _export
 from . import _common as c
-from . import _export
+from . import _train as tc
 from ._common import CLIError
+from ._sentiment_data import encoding
 
 __all__ = ["add_parser"]
 
@@ -24,7 +26,10 @@ def add_parser(sub):
         description="Train a language model on one text file with truncated BPTT. The last "
         "--valid-fraction of the text (one contiguous piece) is held out for validation.")
     t.add_argument("--text", metavar="FILE",
-                   help="a UTF-8 text file (.gz read transparently); required unless --resume")
+                   help="a text file (.gz read transparently); required unless --resume")
+    t.add_argument("--encoding", type=encoding, default="utf-8", metavar="NAME",
+                   help="text encoding of --text, e.g. cp1252 or latin-1 (default: utf-8; a "
+                        "byte-order mark is dropped)")
     t.add_argument("--level", choices=("char", "word"),
                    help="tokens are characters, or words split on whitespace; required unless "
                         "--resume")
@@ -40,7 +45,7 @@ def add_parser(sub):
                    help="stacked recurrent layers")
     m.add_argument("--dropout", type=c.fraction, default=0.0, metavar="P",
                    help="dropout on embeddings, between layers and before the decoder")
-    c.add_noise_options(m)
+    tc.add_noise_options(m)
     m.add_argument("--tie-weights", action="store_true",
                    help="decode with the embedding matrix (embedding dim = hidden)")
     x = t.add_argument_group("vocabulary")
@@ -73,7 +78,7 @@ def add_parser(sub):
     c.add_progress_options(o)
     t.add_argument("--out", default="runs/lm", metavar="DIR",
                    help="directory for the model, history.json and learning_curve.png")
-    c.add_run_options(t)
+    tc.add_run_options(t)
     t.add_argument("--json", action="store_true", help="print only the final metrics, as JSON")
     c.add_backend_options(t, "float32")
     t.set_defaults(run=train)
@@ -144,14 +149,14 @@ def train(args):
     from ..text import UNK, Vocabulary
     from ..text.readers import read_text
 
-    c.apply_resume(args, epochs=10)
+    tc.apply_resume(args, epochs=10)
     missing = [f"--{k}" for k in ("text", "level") if getattr(args, k) is None]
     if missing:
         raise CLIError(f"the following arguments are required: {', '.join(missing)}")
-    out = c.prepare_out(args)
+    out = tc.prepare_out(args)
     xp, device = c.backend_from_args(args)
     try:
-        text = read_text(args.text)
+        text = read_text(args.text, encoding=getattr(args, "encoding", None) or "utf-8")
     except ValueError as e:
         raise CLIError(f"--text: {e}") from None
     tokenizer = {"level": args.level, "lowercase": args.lowercase}
@@ -175,25 +180,29 @@ def train(args):
     if valid_ids is not None:
         valid_b = _Chunks(valid_ids, min(args.batch_size, valid_ids.shape[0] // 2), args.seq_len)
     emb = args.embedding_dim or (args.hidden if args.tie_weights else 64)
+    _checks.check_size(LanguageModel, dict(
+        vocab_size=len(vocab), embedding_dim=emb, hidden_size=args.hidden, cell=args.cell,
+        num_layers=args.layers, tie_weights=args.tie_weights and emb == args.hidden),
+        args.dtype, "--hidden, --embedding-dim, --layers or --max-vocab")
     try:
         model = LanguageModel(len(vocab), emb, args.hidden, cell=args.cell,
                               num_layers=args.layers, dropout=args.dropout,
                               tie_weights=args.tie_weights, xp=xp, device=device,
-                              dtype=args.dtype, seed=args.seed, **c.noise_options(args))
+                              dtype=args.dtype, seed=args.seed, **tc.noise_options(args))
     except (ValueError, TypeError) as e:
         raise CLIError(str(e).replace("embedding_dim", "--embedding-dim")
                        .replace("hidden_size", "--hidden")) from None
     options = {k: v for k, v in vars(args).items() if k != "run"}
     model.meta = {"task": "lm", "tokenizer": tokenizer, "vocab": vocab.to_dict(),
                   "seq_len": args.seq_len, "options": options}
-    say = c.say(args)
+    say = tc.say(args)
     unit = "char" if args.level == "char" else "word"
     if not args.json:
         n_valid = 0 if valid_ids is None else valid_ids.shape[0]
         say(f"training on {train_ids.shape[0]:,} {unit}s ({n_valid:,} for validation), "
             f"vocabulary {len(vocab)}, "
             f"{model.num_parameters():,} parameters, {args.layers}x{args.cell} {args.hidden}")
-    history, seconds = c.train_and_save(
+    history, seconds = tc.train_and_save(
         model, train_b, valid_b, args, out, options, say,
         f"{args.level} LM: {args.layers}x{args.cell} {args.hidden}")
     best = c.best_record(history)
@@ -207,7 +216,8 @@ def train(args):
               "train_loss": best.get("train_loss"), "valid_loss": loss,
               "valid_perplexity": best.get("valid_perplexity"),
               f"valid_bits_per_{unit}": None if loss is None else loss / math.log(2),
-              "stop_reason": history.stop_reason, "model": str(out)}
+              "stop_reason": history.stop_reason, "model": str(out),
+              "world_size": history.world_size}
     if args.json:
         c.dump_json(result)
         return 0
@@ -242,22 +252,38 @@ def _prompt_ids(prompt, vocab, tokenizer):
 
 
 def generate(args):
-    from ..text import Vocabulary
-
     model = c.load_model(args, "lm")
-    vocab, tokenizer = Vocabulary.from_dict(model.meta["vocab"]), model.meta["tokenizer"]
+    vocab, tokenizer = _checks.check_meta(model, args.model, "lm"), model.meta["tokenizer"]
     prompt = args.prompt
     if prompt is None:  # the most frequent token (the vocabulary lists them by frequency)
         prompt = next(t for t in vocab.tokens if t != vocab.unk_token)
     ids = _prompt_ids(prompt, vocab, tokenizer)
     try:
-        new = model.generate(ids, args.length, temperature=args.temperature, top_k=args.top_k,
-                             greedy=args.greedy, seed=args.seed)
+        new = model.stream(ids, args.length, temperature=args.temperature, top_k=args.top_k,
+                           greedy=args.greedy, seed=args.seed)
     except ValueError as e:
         raise CLIError(str(e).replace("top_k", "--top-k")) from None
-    words = vocab.decode(new)
-    if tokenizer["level"] == "char":
-        print(prompt + "".join(words))
-    else:
-        print(" ".join([prompt, *words]) if words else prompt)
+    sep = "" if tokenizer["level"] == "char" else " "
+    out = sys.stdout
+    try:  # each token as it is drawn, so a long text shows as it grows
+        out.write(prompt)
+        out.flush()
+        for i in new:
+            out.write(sep + vocab.tokens[i])
+            out.flush()
+        out.write("\n")
+        out.flush()
+    except BrokenPipeError:  # e.g. piped into head: stop quietly, as cat does
+        new.close()
+        _quiet_stdout()
     return 0
+
+
+def _quiet_stdout():
+    """After a broken pipe, point stdout at /dev/null so the exit flush does not fail too."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass

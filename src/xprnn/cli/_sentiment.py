@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from .. import cells
+from . import _checks, _export
 from . import _common as c
-from . import _export
 from . import _sentiment_data as sd
+from . import _team as team
+from . import _train as tc
 from ._common import CLIError
 
 __all__ = ["add_parser"]
@@ -31,11 +33,12 @@ def add_parser(sub):
         "train", help="train a classifier (on the shipped IMDB sample without --data)",
         description="Train a recurrent text classifier. Without --data it trains on the "
         "shipped IMDB sample (3,000 reviews) and tests on its 1,000 held-out reviews.")
-    t.add_argument("--data", metavar="PATH",
-                   help="aclImdb .tar.gz or folder (its train split), or a CSV/TSV file "
-                        "(default: the shipped sample)")
-    t.add_argument("--test", metavar="PATH",
-                   help="data to report test accuracy on (aclImdb: its test split)")
+    t.add_argument("--data", metavar="PATH", nargs="+",
+                   help=sd.DATA_HELP + " (aclImdb: its train split; default: the shipped "
+                        "sample)")
+    t.add_argument("--test", metavar="PATH", nargs="+",
+                   help="data to report test accuracy on, the same kinds as --data (aclImdb: "
+                        "its test split); each argument is also reported alone")
     t.add_argument("--limit", type=c.positive_int, metavar="N",
                    help="use at most this many training rows and test rows (a seeded random "
                         "subset; for smoke tests)")
@@ -54,7 +57,7 @@ def add_parser(sub):
                    help="how the outputs over a review become one vector")
     m.add_argument("--dropout", type=c.fraction, default=d["dropout"], metavar="P",
                    help="dropout on embeddings, between layers and before the output layer")
-    c.add_noise_options(m)
+    tc.add_noise_options(m)
     x = t.add_argument_group("text")
     x.add_argument("--max-len", type=c.positive_int, default=d["max_len"], metavar="N",
                    help="longest review kept, in tokens")
@@ -90,7 +93,7 @@ def add_parser(sub):
     c.add_progress_options(o)
     t.add_argument("--out", default="runs/sentiment", metavar="DIR",
                    help="directory for the model, history.json and learning_curve.png")
-    c.add_run_options(t)
+    tc.add_run_options(t)
     t.add_argument("--json", action="store_true", help="print only the final metrics, as JSON")
     c.add_backend_options(t, "float32")
     t.set_defaults(run=train)
@@ -98,8 +101,8 @@ def add_parser(sub):
     e = tasks.add_parser("eval", help="accuracy and loss of a saved classifier on labelled data")
     e.add_argument("--model", required=True, metavar="DIR",
                    help="directory written by sentiment train")
-    e.add_argument("--data", required=True, metavar="PATH",
-                   help="aclImdb archive/folder (its test split) or a CSV/TSV file")
+    e.add_argument("--data", required=True, metavar="PATH", nargs="+",
+                   help=sd.DATA_HELP + " (aclImdb: its test split)")
     sd.add_csv_options(e)
     e.add_argument("--batch-size", type=c.positive_int, default=32, metavar="N",
                    help="reviews per forward pass")
@@ -126,25 +129,25 @@ def _load_train_data(args):
 
     if args.data is None:
         texts, labels, test_texts, test_labels = load_sample()
-        test_where = "the shipped sample's test rows"
+        tests = [("the shipped sample's test rows", test_texts, test_labels)]
     else:
         texts, labels = sd.read_labelled(args.data, args, "train", "--data")
-        test_texts = test_labels = None
+        tests = []
     if args.test is not None:
-        test_texts, test_labels = sd.read_labelled(args.test, args, "test", "--test")
-        test_where = args.test
+        tests = sd.read_sets(args.test, args, "test", "--test")
     rng = np.random.default_rng(args.seed)
     keep = sd.subset(len(texts), args.limit, rng)
     texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
+    _checks.check_labels(labels, "--data")
     y, classes = labels_to_ids(labels)
     if len(classes) < 2:
         raise CLIError(f"--data: a classifier needs at least 2 classes, found {classes}")
-    test = None
-    if test_texts is not None:
+    test = []
+    for where, test_texts, test_labels in tests:
         keep = sd.subset(len(test_texts), args.limit, rng)
-        test = ([test_texts[i] for i in keep],
-                sd.label_ids([test_labels[i] for i in keep], classes, "--test", test_where))
-    return texts, y, [str(k) for k in classes], test
+        test.append((where, [test_texts[i] for i in keep],
+                     sd.label_ids([test_labels[i] for i in keep], classes, "--test", where)))
+    return texts, y, [str(k) for k in classes], test or None
 
 
 def _split(n, fraction, seed):
@@ -166,10 +169,9 @@ def _batches(seqs, y, args, shuffle):
 def train(args):
     from ..models import SequenceClassifier
     from ..text import Vocabulary
-    from ..training import evaluate
 
-    c.apply_resume(args, epochs=DEFAULTS["epochs"])
-    out = c.prepare_out(args)
+    tc.apply_resume(args, epochs=DEFAULTS["epochs"])
+    out = tc.prepare_out(args)
     xp, device = c.backend_from_args(args)
     texts, y, classes, test = _load_train_data(args)
     tr, va = _split(len(texts), args.valid_fraction, args.seed)
@@ -191,23 +193,28 @@ def train(args):
     ids = sd.encode(tokens, vocab)
     train_b = _batches([ids[i] for i in tr], y[tr], args, shuffle=True)
     valid_b = _batches([ids[i] for i in va], y[va], args, shuffle=False) if va.size else None
+    _checks.check_size(SequenceClassifier, dict(
+        vocab_size=len(vocab), embedding_dim=args.embedding_dim, hidden_size=args.hidden,
+        num_classes=len(classes), cell=args.cell, num_layers=args.layers,
+        bidirectional=args.bidirectional), args.dtype,
+        "--hidden, --embedding-dim, --layers or --max-vocab")
     try:
         model = SequenceClassifier(
             len(vocab), args.embedding_dim, args.hidden, len(classes), cell=args.cell,
             num_layers=args.layers, bidirectional=args.bidirectional, dropout=args.dropout,
             pooling=args.pooling, padding_idx=vocab.pad_id, xp=xp, device=device,
-            dtype=args.dtype, seed=args.seed, **c.noise_options(args))
+            dtype=args.dtype, seed=args.seed, **tc.noise_options(args))
     except (ValueError, TypeError) as e:
         raise CLIError(str(e)) from None
     options = {k: v for k, v in vars(args).items() if k != "run"}
     model.meta = {**meta, "options": options}
-    say = c.say(args)
+    say = tc.say(args)
     if not args.json:
         say(f"training on {tr.size} reviews ({va.size} for validation"
             + (f", {len(dropped)} empty after tokenizing dropped" if dropped else "")
             + f"), vocabulary {len(vocab)}, {model.num_parameters():,} parameters, "
             f"{args.cell} {args.hidden} {args.pooling}-pooling")
-    history, seconds = c.train_and_save(model, train_b, valid_b, args, out, options, say,
+    history, seconds = tc.train_and_save(model, train_b, valid_b, args, out, options, say,
                                         f"sentiment: {args.cell} {args.hidden}")
     best = c.best_record(history)
     epochs, train_seconds, tps = c.throughput(history)
@@ -216,11 +223,13 @@ def train(args):
               "best_epoch": history.best_epoch, "seconds": seconds, "tokens_per_s": tps,
               "valid_accuracy": best.get("valid_accuracy"), "valid_loss": best.get("valid_loss"),
               "test_size": None, "test_accuracy": None, "test_loss": None,
-              "stop_reason": history.stop_reason, "model": str(out)}
+              "stop_reason": history.stop_reason, "model": str(out),
+              "world_size": history.world_size}
     if test is not None:
-        test_b = _batches(sd.encode(sd.tokenize(test[0], meta), vocab), test[1], args, False)
-        m = evaluate(model, test_b)
-        result.update(test_size=len(test[0]), test_accuracy=m["accuracy"], test_loss=m["loss"])
+        m = sd.evaluate_sets(model, test, meta, vocab, team.evaluate_all,
+                             lambda seqs, y: _batches(seqs, y, args, False))
+        result.update(test_size=m["size"], test_accuracy=m["accuracy"], test_loss=m["loss"],
+                      tests=m["parts"])
     if args.json:
         c.dump_json(result)
     else:
@@ -241,16 +250,13 @@ def _summary(r, train_seconds):
     test = f"test accuracy {acc('test_accuracy')} ({r['test_size']} reviews)" \
         if r["test_size"] else "no test set (--test)"
     print(f"valid accuracy {acc('valid_accuracy')}, {test}")
+    tests = r.get("tests") or []
+    for part in tests if len(tests) > 1 else []:  # each --test argument when several
+        print(f"  test accuracy {part['accuracy']:.4f} ({part['size']} reviews, {part['data']})")
     print(f"model saved to {r['model']}")
 
 
 # -- eval / predict ------------------------------------------------------------------------------
-
-
-def _model_vocab(model):
-    from ..text import Vocabulary
-
-    return Vocabulary.from_dict(model.meta["vocab"])
 
 
 def evaluate(args):
@@ -258,18 +264,24 @@ def evaluate(args):
     from ..training import evaluate as evaluate_model
 
     model = c.load_model(args, "sentiment")
-    meta, vocab = model.meta, _model_vocab(model)
-    texts, labels = sd.read_labelled(args.data, args, "test", "--data")
-    y = sd.label_ids(labels, meta["classes"], "--data", args.data)
-    data = batches(sd.encode(sd.tokenize(texts, meta), vocab), y, args.batch_size, shuffle=False,
-                   max_len=meta["max_len"], truncate=meta["truncate"])
-    m = evaluate_model(model, data)
-    result = {"size": len(texts), "accuracy": m["accuracy"], "loss": m["loss"]}
+    meta, vocab = model.meta, _checks.check_meta(model, args.model, "sentiment")
+    sets = [(where, texts, sd.label_ids(labels, meta["classes"], "--data", where))
+            for where, texts, labels in sd.read_sets(args.data, args, "test", "--data")]
+    result = sd.evaluate_sets(model, sets, meta, vocab, evaluate_model, lambda seqs, y: batches(
+        seqs, y, args.batch_size, shuffle=False, max_len=meta["max_len"],
+        truncate=meta["truncate"]))
+    parts = result.pop("parts")
+    if len(parts) > 1:
+        result["parts"] = parts
     if args.json:
         c.dump_json(result)
-    else:
-        print(f"accuracy {m['accuracy']:.4f}  loss {m['loss']:.4f}  ({len(texts)} texts, "
-              f"{args.data})")
+        return 0
+    for p in parts:  # each --data argument, then all together when several
+        print(f"accuracy {p['accuracy']:.4f}  loss {p['loss']:.4f}  ({p['size']} texts, "
+              f"{p['data']})")
+    if len(parts) > 1:
+        print(f"accuracy {result['accuracy']:.4f}  loss {result['loss']:.4f}  "
+              f"({result['size']} texts, all)")
     return 0
 
 
@@ -278,7 +290,7 @@ def predict(args):
     from ..text.batching import pad_batch
 
     model = c.load_model(args, "sentiment")
-    meta, vocab = model.meta, _model_vocab(model)
+    meta, vocab = model.meta, _checks.check_meta(model, args.model, "sentiment")
     ids, lengths = pad_batch(sd.encode(sd.tokenize(args.texts, meta), vocab), meta["max_len"],
                              meta["truncate"])
     proba = to_numpy(model.predict_proba(ids, lengths)).astype(float)

@@ -14,6 +14,9 @@ The protocol (every model implements it, so the training step needs no ``isinsta
 
 from __future__ import annotations
 
+import weakref
+from typing import NamedTuple
+
 import numpy as np
 
 from ..backend import Generator, from_numpy, namespace
@@ -22,7 +25,16 @@ from ..nn import Embedding, Recurrent, dropout, dropout_backward
 from ..nn.dropout import check_p
 from ..nn.module import Module
 
-__all__ = ["ids_on", "RNNModel"]
+__all__ = ["ids_on", "RNNModel", "ModelCache"]
+
+
+class ModelCache(NamedTuple):
+    """What a model's ``backward`` needs from its ``forward`` (``parts``: the caches of its
+    layers), and what it checks: the model that made it and the shape of the logits."""
+
+    owner: weakref.ref  # to the model whose forward made the cache
+    logits_shape: tuple
+    parts: tuple
 
 
 def ids_on(model, ids, name="ids"):
@@ -69,6 +81,23 @@ class RNNModel(Module):
         e_cache, e_mask = cache
         _, g = self.embedding.backward(e_cache, dropout_backward(de, e_mask))
         grads["embedding.weight"] = g["weight"]
+
+    def _parts(self, cache, dlogits):
+        """The layers' caches in ``cache``, once it is checked to be this model's and
+        ``dlogits`` to have the shape of its logits (shapes only: no data is read)."""
+        if not isinstance(cache, ModelCache):
+            got = "None (forward(..., keep=False) keeps no cache)" if cache is None \
+                else type(cache).__name__
+            raise TypeError(f"cache must be the one returned by this model's forward "
+                            f"(keep=True), got {got}")
+        owner = cache.owner()
+        if owner is not self:
+            raise ValueError(f"cache was made by another model ({owner!r:.120}), not by this "
+                             "one; pass the cache of this model's forward")
+        if tuple(getattr(dlogits, "shape", ())) != cache.logits_shape:
+            raise ValueError(f"dlogits has shape {tuple(getattr(dlogits, 'shape', ()))}, "
+                             f"expected {cache.logits_shape} (the shape of the logits)")
+        return cache.parts
 
     def save(self, path):
         """Write a checkpoint directory; see :func:`xprnn.checkpoint.save`."""

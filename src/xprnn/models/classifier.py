@@ -3,12 +3,15 @@ and a linear head gives class logits."""
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from ..backend import from_numpy, to_numpy
+from ..checkpoint import _shapes
 from ..nn import Linear, dropout, dropout_backward, softmax, softmax_cross_entropy
 from ..nn.pooling import POOLINGS, length_mask, pool, pool_backward
-from .base import RNNModel, ids_on
+from .base import ModelCache, RNNModel, ids_on
 
 __all__ = ["SequenceClassifier"]
 
@@ -56,6 +59,22 @@ class SequenceClassifier(RNNModel):
         self.fc = Linear(D * hidden_size, num_classes, seed=fc_seed, **kw)
         self.children["fc"] = self.fc
 
+    @classmethod
+    def param_shapes(cls, config):
+        """``{name: shape}`` of the parameters ``cls(**config)`` has, without building it (the
+        checkpoint loader compares them with a file's header); ``ValueError`` for a missing or
+        out-of-range size."""
+        a = _shapes.arguments(cls.__init__, config)
+        V, E, H, C = (_shapes.size(a, k) for k in ("vocab_size", "embedding_dim", "hidden_size",
+                                                   "num_classes"))
+        bidirectional = _shapes.flag(a, "bidirectional")
+        shapes = _shapes.embedding_shapes("embedding.", V, E)
+        shapes.update(_shapes.recurrent_shapes(
+            "rnn.", a["cell"], E, H, _shapes.size(a, "num_layers", _shapes.MAX_LAYERS),
+            bidirectional=bidirectional))
+        shapes.update(_shapes.linear_shapes("fc.", (1 + bidirectional) * H, C))
+        return shapes
+
     def forward(self, ids, lengths, *, keep=True):
         """``logits (B, num_classes), cache`` for token ids ``(B, T)`` and ``lengths (B,)``;
         ``keep=False`` (evaluation) keeps no cache for backward."""
@@ -73,11 +92,14 @@ class SequenceClassifier(RNNModel):
         pooled, p_cache = pool(self.pooling, out, h, mask, self.rnn.num_directions, xp=xp)
         pooled, f_mask = dropout(pooled, self.p_drop, self.rng, xp=xp, training=self.training)
         logits, fc_cache = self.fc.forward(pooled)
-        return logits, (e_cache, r_cache, p_cache, f_mask, fc_cache)
+        cache = ModelCache(weakref.ref(self), tuple(logits.shape),
+                           (e_cache, r_cache, p_cache, f_mask, fc_cache)) if keep else None
+        return logits, cache
 
     def backward(self, cache, dlogits):
-        """Gradients of every parameter (keys of :meth:`state_dict`) given ``dlogits (B, C)``."""
-        e_cache, r_cache, p_cache, f_mask, fc_cache = cache
+        """Gradients of every parameter (keys of :meth:`state_dict`) given ``dlogits (B, C)``;
+        a clear error for a cache from another model or ``keep=False``, or a wrong shape."""
+        e_cache, r_cache, p_cache, f_mask, fc_cache = self._parts(cache, dlogits)
         xp = self.xp
         dpooled, g = self.fc.backward(fc_cache, dlogits)
         grads = {f"fc.{k}": v for k, v in g.items()}

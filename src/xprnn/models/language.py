@@ -4,12 +4,14 @@ by truncated BPTT over consecutive chunks, sampled token by token."""
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 
 from ..backend import to_numpy
+from ..checkpoint import _shapes
 from ..nn import Linear, dropout, dropout_backward, linear, linear_backward, softmax_cross_entropy
-from .base import RNNModel, ids_on
+from .base import ModelCache, RNNModel, ids_on
 from .sampling import sample_next
 
 __all__ = ["LanguageModel"]
@@ -54,6 +56,21 @@ class LanguageModel(RNNModel):
             del self.fc.params["weight"]
         self.children["fc"] = self.fc
 
+    @classmethod
+    def param_shapes(cls, config):
+        """``{name: shape}`` of the parameters ``cls(**config)`` has, without building it (the
+        checkpoint loader compares them with a file's header); ``ValueError`` for a missing or
+        out-of-range size."""
+        a = _shapes.arguments(cls.__init__, config)
+        V, E, H = (_shapes.size(a, k) for k in ("vocab_size", "embedding_dim", "hidden_size"))
+        shapes = _shapes.embedding_shapes("embedding.", V, E)
+        shapes.update(_shapes.recurrent_shapes(
+            "rnn.", a["cell"], E, H, _shapes.size(a, "num_layers", _shapes.MAX_LAYERS)))
+        shapes.update(_shapes.linear_shapes("fc.", H, V))
+        if _shapes.flag(a, "tie_weights"):
+            del shapes["fc.weight"]
+        return shapes
+
     def _decoder_weight(self):
         return self.embedding.params["weight"] if self.tie_weights else self.fc.params["weight"]
 
@@ -68,11 +85,14 @@ class LanguageModel(RNNModel):
         out, state, r_cache = self.rnn.forward(e, state, keep=keep)
         out, o_mask = dropout(out, self.p_drop, self.rng, xp=xp, training=self.training)
         logits = linear(out, self._decoder_weight(), self.fc.params["bias"], xp=xp)
-        return logits, state, (e_cache, r_cache, o_mask, out)
+        cache = ModelCache(weakref.ref(self), tuple(logits.shape),
+                           (e_cache, r_cache, o_mask, out)) if keep else None
+        return logits, state, cache
 
     def backward(self, cache, dlogits):
-        """Gradients of every parameter given ``dlogits (B, T, V)``."""
-        e_cache, r_cache, o_mask, out = cache
+        """Gradients of every parameter given ``dlogits (B, T, V)``; a clear error for a cache
+        from another model or ``keep=False``, or a wrong shape."""
+        e_cache, r_cache, o_mask, out = self._parts(cache, dlogits)
         xp = self.xp
         d_out, dW, db = linear_backward(dlogits, out, self._decoder_weight(), True, xp=xp)
         grads = {"fc.bias": db}
@@ -100,8 +120,16 @@ class LanguageModel(RNNModel):
         ``greedy=True`` takes the argmax at each step (the blog's "next word"); otherwise it
         samples from ``softmax(logits / temperature)``, restricted to the ``top_k`` most likely
         tokens when given. Sampling draws from a NumPy generator seeded with ``seed``; each
-        step's logits come to the host once (one row of ``V`` numbers).
+        step's logits come to the host once (one row of ``V`` numbers). :meth:`stream` gives
+        the same ids one at a time, as they are drawn.
         """
+        return list(self.stream(prompt_ids, max_new_tokens, temperature, top_k, greedy, seed))
+
+    def stream(self, prompt_ids, max_new_tokens, temperature=1.0, top_k=None, greedy=False,
+               seed=None):
+        """:meth:`generate` as an iterator: each new id (int) as soon as it is drawn, so a
+        caller can print a long text as it grows. The arguments are checked at the call; the
+        model is in evaluation mode until the iterator is exhausted or closed."""
         prompt = [int(i) for i in prompt_ids]
         if not prompt:
             raise ValueError("prompt_ids must hold at least one token id")
@@ -109,17 +137,19 @@ class LanguageModel(RNNModel):
             raise ValueError(f"temperature must be positive, got {temperature}")
         if top_k is not None and not 1 <= top_k <= self.config["vocab_size"]:
             raise ValueError(f"top_k must be in [1, vocab_size], got {top_k}")
-        rng = np.random.default_rng(seed)
+        return self._stream(prompt, int(max_new_tokens), temperature, top_k, greedy,
+                            np.random.default_rng(seed))
+
+    def _stream(self, prompt, n, temperature, top_k, greedy, rng):
         mode = self.training
         self.eval()
         try:
             logits, state, _ = self.forward([prompt], keep=False)
-            new = []
-            for _ in range(int(max_new_tokens)):
-                z = to_numpy(logits[0, -1, :])
-                new.append(sample_next(z, rng, temperature, top_k, greedy))
-                logits, state, _ = self.forward([[new[-1]]], state, keep=False)
-            return new
+            for k in range(n):
+                token = sample_next(to_numpy(logits[0, -1, :]), rng, temperature, top_k, greedy)
+                yield token
+                if k + 1 < n:
+                    logits, state, _ = self.forward([[token]], state, keep=False)
         finally:
             self.train(mode)
 

@@ -9,6 +9,7 @@ draws the recurrent noise (:mod:`xprnn.nn.noise`), and stacks layers and directi
 
 from __future__ import annotations
 
+import weakref
 from typing import NamedTuple
 
 import numpy as np
@@ -25,13 +26,24 @@ __all__ = ["Recurrent", "StackCache"]
 
 
 class StackCache(NamedTuple):
-    """What :meth:`Recurrent.backward` needs from :meth:`Recurrent.forward`."""
+    """What :meth:`Recurrent.backward` needs from :meth:`Recurrent.forward`, and what it
+    checks the cache and the gradients against: the layer that made it and the shapes of
+    ``out`` and of each state in ``h_n`` as returned."""
 
     xp: object
     layers: list  # the loop's LayerCache of each layer
     dropout_masks: list  # between stacked layers (None where off)
     unbatched: bool
     shape: tuple  # (T, B, I) of the time-major input
+    owner: object = None  # weak reference to the layer whose forward made the cache
+    out_shape: tuple = ()
+    state_shapes: tuple = ()  # of h_n's entries (h, then c for the LSTM)
+
+
+def _check_grad(d, expected, name):
+    if d is not None and tuple(d.shape) != tuple(expected):
+        raise ValueError(f"{name} has shape {tuple(d.shape)}, expected {tuple(expected)} (the "
+                         f"shape of {name.removeprefix('d_')} from forward)")
 
 
 class Recurrent(Module):
@@ -207,8 +219,9 @@ class Recurrent(Module):
             out, h_n = out[:, 0, :], [h[:, 0, :] for h in h_n]
         elif self.batch_first:
             out = xp.permute_dims(out, (1, 0, 2))
+        cache = StackCache(xp, caches, masks, unbatched, tuple(x.shape), weakref.ref(self),
+                           tuple(out.shape), tuple(tuple(h.shape) for h in h_n)) if keep else None
         h_n = tuple(h_n) if ns > 1 else h_n[0]
-        cache = StackCache(xp, caches, masks, unbatched, tuple(x.shape)) if keep else None
         return out, h_n, cache
 
     def backward(self, cache, d_out, d_h_n=None):
@@ -216,7 +229,7 @@ class Recurrent(Module):
 
         Parameters
         ----------
-        cache : StackCache from :meth:`forward`
+        cache : StackCache from this layer's :meth:`forward` (with ``keep=True``)
         d_out : array shaped like ``out`` (or None)
         d_h_n : array shaped like ``h_n`` (LSTM: pair, either entry may be None), optional
 
@@ -225,11 +238,26 @@ class Recurrent(Module):
         dx : array shaped like ``x``
         dh0 : array shaped like ``h0`` (LSTM: pair ``(dh0, dc0)``)
         grads : dict with the keys of :meth:`state_dict`
+
+        Raises
+        ------
+        TypeError
+            For a cache that is not a :class:`StackCache` (``None`` from ``keep=False``).
+        ValueError
+            For a cache made by another layer, or a ``d_out``/``d_h_n`` whose shape is not that
+            of ``out``/``h_n`` (shapes are compared, no data is read).
         """
+        self._check_cache(cache)
         xp, unbatched, (T, B, _) = cache.xp, cache.unbatched, cache.shape
         D, ns, H = self.num_directions, self.cell.num_states, self.output_size
         d_final = list(d_h_n) if isinstance(d_h_n, tuple) else [d_h_n] * (ns if d_h_n is None
                                                                            else 1)
+        if len(d_final) != ns:
+            raise ValueError(f"d_h_n must hold {ns} entries (one per state "
+                             f"{self.cell.states}), got {len(d_final)}")
+        _check_grad(d_out, cache.out_shape, "d_out")
+        for i, (d, shape) in enumerate(zip(d_final, cache.state_shapes)):
+            _check_grad(d, shape, f"d_h_n[{i}]" if ns > 1 else "d_h_n")
         d_final = [xp.zeros((self.num_layers * D, B, n), dtype=self.dtype, device=self.device)
                    if d is None else (d[:, None, :] if unbatched else d)
                    for d, n in zip(d_final, self.state_sizes)]
@@ -257,6 +285,17 @@ class Recurrent(Module):
             dx = xp.permute_dims(dx, (1, 0, 2))
         dh0 = tuple(dh0) if ns > 1 else dh0[0]
         return dx, dh0, {k: grads[k] for k in self.params}
+
+    def _check_cache(self, cache):
+        if not isinstance(cache, StackCache):
+            got = "None (forward(..., keep=False) and layer(x) keep no cache)" if cache is None \
+                else type(cache).__name__
+            raise TypeError(f"cache must be the StackCache returned by this layer's "
+                            f"forward(x) (keep=True), got {got}")
+        owner = cache.owner() if cache.owner is not None else None
+        if owner is not self:
+            raise ValueError(f"cache was made by another layer ({owner!r}), not by this one "
+                             f"({self!r}); pass the cache of this layer's forward")
 
     def __call__(self, x, h0=None, lengths=None):
         """``out, h_n = layer(x, h0=None, lengths=None)``; see :meth:`forward`."""

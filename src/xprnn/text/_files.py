@@ -1,29 +1,64 @@
 """File reading helpers of :mod:`xprnn.text.readers`: bytes with a clear error, decoding that
-names the file, and CSV/TSV tables read into columns with the line of every problem."""
+names the file, line and byte, and CSV/TSV tables read into columns with every record accounted
+for: a bad record is an error naming its line, or with ``on_bad_rows="skip"`` a warning that
+says how many rows were read from how many lines and which lines were skipped.
+
+Quoting (``quoting=``):
+
+- ``"none"``: quotes are text; one record per line (the default for tab-separated files,
+  whose texts often hold quotes);
+- ``"csv"``: CSV quoting (a quoted field may hold the delimiter, ``""`` is a quote), but a record
+  must end on the line where it starts (the default for other delimiters);
+- ``"multiline"``: CSV quoting, and a quoted field may run over several lines.
+
+A stray quote under CSV quoting swallows the following lines into one field, labels included;
+``"csv"`` turns that into an error naming the line, where ``"multiline"`` has to trust it.
+"""
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
+import warnings
 import zlib
 from pathlib import Path
 
-__all__ = []
+__all__ = ["SkippedRowsWarning", "QUOTINGS"]
+
+QUOTINGS = ("none", "csv", "multiline")
+_ON_BAD = ("error", "skip")
+_SHOWN = 5  # skipped lines listed in a warning
+
+
+class SkippedRowsWarning(UserWarning):
+    """A reader skipped bad rows because it was asked to (``on_bad_rows="skip"``)."""
+
+
+def _check_encoding(encoding):
+    try:
+        codecs.lookup(encoding)
+    except (LookupError, TypeError):
+        raise ValueError(f"encoding: unknown text encoding {encoding!r}") from None
 
 
 def _decode(data: bytes, encoding: str, where: str) -> str:
+    """``data`` as text; undecodable bytes name the file, line, byte and ``--encoding``."""
+    _check_encoding(encoding)
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
+        column = e.start - data.rfind(b"\n", 0, e.start)  # 1-based byte of the line
+        bom = data.startswith((b"\xff\xfe", b"\xfe\xff"))
+        hint = "utf-16 (the file starts with its byte-order mark)" if bom else "cp1252 or latin-1"
         # (for a .gz file, the line and offset are those of the decompressed text)
         raise ValueError(
-            f"{where}: line {line}: the bytes at offset {e.start} cannot be decoded as "
-            f"{encoding} ({e.reason}); pass the file's encoding with encoding="
+            f"{where}: line {line}: byte 0x{data[e.start]:02x} at offset {e.start} (byte "
+            f"{column} of the line) cannot be decoded as {encoding} ({e.reason}); pass the "
+            f"file's encoding with --encoding (encoding= in Python), e.g. {hint}"
         ) from None
-    except LookupError:
-        raise ValueError(f"encoding: unknown text encoding {encoding!r}") from None
     return text[1:] if text.startswith("\ufeff") else text  # drop a byte-order mark
 
 
@@ -47,20 +82,25 @@ def _read_bytes(path) -> tuple[Path, bytes]:
     return p, data
 
 
-def _rows(text: str, delimiter: str, where: str):
-    """``(line, fields)`` for every non-blank row; ``line`` is where the row starts."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    line = 1
+def _records(text: str, delimiter: str, quoting: str):
+    """``(first line, last line, fields, error)`` of every non-blank record."""
+    if quoting == "none":
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter,
+                            quoting=csv.QUOTE_NONE)
+    else:  # strict: text after a closing quote is an error, not glued to the field
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     while True:
+        start = reader.line_num + 1
         try:
             row = next(reader)
         except StopIteration:
             return
-        except csv.Error as e:
-            raise ValueError(f"{where}: line {reader.line_num}: {e}") from None
+        except csv.Error as e:  # the reader resumes on the next line
+            reason = str(e).replace("\t", "\\t")  # "'\t' expected after '"'", tab shown
+            yield start, max(start, reader.line_num), None, f"{reason} (quoting {quoting!r})"
+            continue
         if row:
-            yield line, row
-        line = reader.line_num + 1
+            yield start, reader.line_num, row, None
 
 
 def _column(where, names, column, arg) -> int:
@@ -82,36 +122,86 @@ def _column(where, names, column, arg) -> int:
         ) from None
 
 
-def _read_table(path, columns, args, delimiter=None, header=True, encoding="utf-8"):
-    """The requested columns of a CSV/TSV file as lists of non-empty strings."""
-    p, data = _read_bytes(path)
-    where = str(p)
+def _options(p: Path, delimiter, quoting, on_bad_rows):
     if delimiter is None:
         name = p.name.lower().removesuffix(".gz")
         delimiter = "\t" if name.endswith((".tsv", ".tab")) else ","
     if not isinstance(delimiter, str) or len(delimiter) != 1:
         raise ValueError(f"delimiter must be one character, got {delimiter!r}")
-    rows = _rows(_decode(data, encoding, where), delimiter, where)
-    names, at = None, where
+    if quoting is None:
+        quoting = "none" if delimiter == "\t" else "csv"
+    if quoting not in QUOTINGS:
+        raise ValueError(f"quoting must be one of {QUOTINGS}, got {quoting!r}")
+    if on_bad_rows not in _ON_BAD:
+        raise ValueError(f"on_bad_rows must be one of {_ON_BAD}, got {on_bad_rows!r}")
+    return delimiter, quoting
+
+
+def _hint(reason, delimiter, quoting):
+    if "runs on to line" in reason:
+        return ("; if quotes are part of the text pass quoting='none' (--quoting none), if the "
+                "file quotes texts that span lines pass quoting='multiline'")
+    if reason.startswith("column"):
+        return ""
+    if quoting == "none":
+        return (f" (delimiter {delimiter!r}, quotes read as text); is the delimiter right, or "
+                "does a text hold it? (--delimiter, or --quoting csv for quoted fields)")
+    return (f" (delimiter {delimiter!r}); is the delimiter right, or is a quote part of the "
+            "text? (--delimiter, --quoting none)")
+
+
+def _read_table(path, columns, args, delimiter=None, header=True, encoding="utf-8",
+                quoting=None, on_bad_rows="error"):
+    """The requested columns of a CSV/TSV file as lists of non-empty strings."""
+    p, data = _read_bytes(path)
+    where = str(p)
+    delimiter, quoting = _options(p, delimiter, quoting, on_bad_rows)
+    records = _records(_decode(data, encoding, where), delimiter, quoting)
+    names, at, width, header_lines = None, where, None, 0
     if header:
-        first = next(rows, None)
+        first = next(records, None)
         if first is None:
             raise ValueError(f"{where}: the file is empty")
-        at = f"{where}: line {first[0]}"
-        names = [n.strip() for n in first[1]]
+        start, header_lines, row, error = first
+        at = f"{where}: line {start}"
+        if row is None:
+            raise ValueError(f"{at}: the header cannot be read: {error}")
+        names = [n.strip() for n in row]
+        width = len(names)
     index = [_column(at, names, c, a) for c, a in zip(columns, args, strict=True)]
     need = max(index) + 1
     out = [[] for _ in columns]
-    for line, row in rows:
-        if len(row) < need:
-            raise ValueError(
-                f"{where}: line {line}: {len(row)} field(s), expected at least {need} "
-                f"(delimiter {delimiter!r}); is a quote missing or the delimiter wrong?"
-            )
-        for col, i, c in zip(out, index, columns, strict=True):
-            if not row[i].strip():
-                raise ValueError(f"{where}: line {line}: column {c!r} is empty")
+    bad, seen = [], 0
+    for start, end, row, reason in records:
+        seen += end - start + 1
+        if reason is None and end > start and quoting != "multiline":
+            reason = f"a quoted field runs on to line {end}"
+        if reason is None and width is None and len(row) < need:
+            reason = f"{len(row)} field(s), expected at least {need}"
+        if reason is None:
+            width = len(row) if width is None else width
+            if len(row) != width:
+                told = "as the header" if header else "as the first row"
+                reason = f"{len(row)} field(s), expected {width} {told}"
+            else:
+                empty = [c for i, c in zip(index, columns, strict=True) if not row[i].strip()]
+                reason = f"column {empty[0]!r} is empty" if empty else None
+        if reason is not None:
+            if on_bad_rows == "error":
+                raise ValueError(f"{where}: line {start}: {reason}"
+                                 f"{_hint(reason, delimiter, quoting)}")
+            bad.append((start, end, reason))
+            continue
+        for col, i in zip(out, index, strict=True):
             col.append(row[i])
+    if bad:
+        lines = sum(e - s + 1 for s, e, _ in bad)
+        listed = "; ".join(f"line {s}: {r}" for s, _, r in bad[:_SHOWN])
+        more = f"; and {len(bad) - _SHOWN} more" if len(bad) > _SHOWN else ""
+        warnings.warn(f"{where}: read {len(out[0])} rows from {seen} data lines; skipped "
+                      f"{len(bad)} bad row(s) over {lines} line(s): {listed}{more}",
+                      SkippedRowsWarning, stacklevel=3)
     if not out[0]:
-        raise ValueError(f"{where}: no data rows{' after the header' if header else ''}")
+        raise ValueError(f"{where}: no data rows{' after the header' if header else ''}"
+                         + (f" ({len(bad)} bad rows skipped)" if bad else ""))
     return out

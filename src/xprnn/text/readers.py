@@ -1,7 +1,9 @@
-"""Readers for labelled text: aclImdb (tar.gz or folder), CSV/TSV, plain text, the shipped sample.
+"""Readers for labelled text: aclImdb (tar.gz or folder), CSV/TSV, one file or one folder per
+class, plain text, the shipped sample.
 
 Every problem with a file is a ``ValueError`` that names the file and, where there is one, the
-line: a bad data file should say where it is bad, not fail later inside the model.
+line: a bad data file should say where it is bad, not fail later inside the model. No row is
+dropped silently: a reader asked to skip bad rows says so with a :class:`SkippedRowsWarning`.
 """
 
 from __future__ import annotations
@@ -14,19 +16,25 @@ from pathlib import Path
 
 import numpy as np
 
-from ._files import _decode, _read_bytes, _read_table
+from ._classes import read_class_files, read_folders, read_lines
+from ._files import QUOTINGS, SkippedRowsWarning, _check_encoding, _decode, _read_bytes, _read_table
 
-__all__ = ["read_imdb", "read_csv", "read_text", "read_dataset", "labels_to_ids", "load_sample"]
+__all__ = ["read_imdb", "read_csv", "read_text", "read_lines", "read_class_files", "read_folders",
+           "read_dataset", "labels_to_ids", "load_sample", "SkippedRowsWarning", "QUOTINGS"]
 
 SPLITS = ("train", "test")
 _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 # A labelled review in the aclImdb layout, e.g. "aclImdb/train/pos/1234_8.txt".
 _REVIEW = re.compile(r"(?:^|/)(train|test)/(pos|neg)/([^/]+\.txt)$")
-_CSV_OPTIONS = ("text_column", "label_column", "delimiter", "header", "encoding")
+_CSV_OPTIONS = ("text_column", "label_column", "delimiter", "header", "encoding", "quoting",
+                "on_bad_rows")
 
 
 def read_text(path, encoding="utf-8") -> str:
-    """The whole text of a file (``.gz`` opened transparently), e.g. for a language model."""
+    """The whole text of a file (``.gz`` opened transparently), e.g. for a language model.
+
+    ``encoding`` is UTF-8 by default (a byte-order mark is dropped); undecodable bytes are a
+    ``ValueError`` naming the file, line and byte."""
     p, data = _read_bytes(path)
     return _decode(data, encoding, str(p))
 
@@ -50,6 +58,10 @@ def _imdb_from_tar(p: Path, split: str):
         raise ValueError(f"{p}: not a readable tar archive ({e})") from None
 
 
+def _is_imdb_folder(p: Path) -> bool:
+    return any((p / name).is_dir() for name in ("aclImdb", *SPLITS))
+
+
 def _imdb_from_folder(p: Path, split: str):
     root = p / "aclImdb" if (p / "aclImdb").is_dir() else p
     for label in ("neg", "pos"):
@@ -58,7 +70,7 @@ def _imdb_from_folder(p: Path, split: str):
                 yield f"{split}/{label}/{f.name}", f.read_bytes(), str(f)
 
 
-def read_imdb(path, split="train", *, with_sources=False):
+def read_imdb(path, split="train", *, with_sources=False, encoding="utf-8"):
     """Labelled reviews of the Large Movie Review Dataset (aclImdb).
 
     Parameters
@@ -69,6 +81,8 @@ def read_imdb(path, split="train", *, with_sources=False):
     split : {"train", "test"}
     with_sources : bool
         Also return each review's file, e.g. ``"train/pos/1234_8.txt"``.
+    encoding : str
+        Of the review files (UTF-8 by default).
 
     Returns
     -------
@@ -83,6 +97,7 @@ def read_imdb(path, split="train", *, with_sources=False):
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    _check_encoding(encoding)
     p = Path(path)
     if not p.exists():
         raise ValueError(f"{p}: no such file or folder")
@@ -94,7 +109,7 @@ def read_imdb(path, split="train", *, with_sources=False):
         found = _imdb_from_tar(p, split)
     rows = []
     for source, data, where in found:
-        text = _decode(data, "utf-8", where)
+        text = _decode(data, encoding, where)
         if not text.strip():
             raise ValueError(f"{where}: the review is empty")
         rows.append((source, text))
@@ -120,6 +135,8 @@ def read_csv(
     delimiter=None,
     header=True,
     encoding="utf-8",
+    quoting=None,
+    on_bad_rows="error",
 ):
     """Texts and labels from a CSV or TSV file (``.gz`` opened transparently).
 
@@ -134,6 +151,17 @@ def read_csv(
     header : bool
         Whether the first row names the columns.
     encoding : str
+        UTF-8 by default (a byte-order mark is dropped); e.g. ``"cp1252"``.
+    quoting : {"none", "csv", "multiline"}, optional
+        ``"none"``: quotes are text, one row per line (the default for tab-separated files);
+        ``"csv"``: CSV quoting within a line (the default otherwise); ``"multiline"``: quoted
+        fields may also span lines. A row running over several lines without ``"multiline"``
+        is a bad row: it is what a stray quote does.
+    on_bad_rows : {"error", "skip"}
+        A bad row (a field count unlike the header's or the first row's, an empty text or
+        label, broken quoting) is a ``ValueError`` naming its line, or with ``"skip"`` is left
+        out and a :class:`SkippedRowsWarning` gives the rows read, the lines seen and the
+        lines skipped.
 
     Returns
     -------
@@ -142,7 +170,8 @@ def read_csv(
         As written, surrounding whitespace stripped; see :func:`labels_to_ids`.
     """
     columns, args = [text_column, label_column], ["text_column", "label_column"]
-    texts, labels = _read_table(path, columns, args, delimiter, header, encoding)
+    texts, labels = _read_table(path, columns, args, delimiter, header, encoding, quoting,
+                                on_bad_rows)
     return texts, [label.strip() for label in labels]
 
 
@@ -190,20 +219,26 @@ def labels_to_ids(labels, classes=None):
 
 
 def read_dataset(path, **options):
-    """``(texts, labels)`` from an aclImdb archive/folder or from a CSV/TSV file.
+    """``(texts, labels)`` from an aclImdb archive/folder, a folder per class, or a CSV/TSV file.
 
-    An existing folder or a ``.tar``/``.tar.gz``/``.tgz`` file is read with :func:`read_imdb`
-    (options: ``split``, ``with_sources``; labels are 0/1), anything else with
-    :func:`read_csv` (its keyword arguments as options; labels are strings).
+    A ``.tar``/``.tar.gz``/``.tgz`` file, or a folder holding ``aclImdb/``, ``train/`` or
+    ``test/``, is read with :func:`read_imdb` (options: ``split``, ``with_sources``,
+    ``encoding``; labels are 0/1); any other folder with :func:`read_folders` (option:
+    ``encoding``; labels are the folder names); anything else with :func:`read_csv` (its
+    keyword arguments as options; labels are strings).
     """
     p = Path(path)
-    imdb = p.is_dir() or _is_tar(p)
-    allowed = ("split", "with_sources") if imdb else _CSV_OPTIONS
+    kind = ("imdb" if _is_tar(p) or (p.is_dir() and _is_imdb_folder(p))
+            else "folders" if p.is_dir() else "csv")
+    allowed = {"imdb": ("split", "with_sources", "encoding"), "folders": ("encoding",),
+               "csv": _CSV_OPTIONS}[kind]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        kind = "an aclImdb dataset" if imdb else "a CSV/TSV file"
-        raise TypeError(f"options {unknown} do not apply to {kind} ({p}); allowed: {allowed}")
-    return read_imdb(p, **options) if imdb else read_csv(p, **options)
+        what = {"imdb": "an aclImdb dataset", "folders": "a folder per class",
+                "csv": "a CSV/TSV file"}[kind]
+        raise TypeError(f"options {unknown} do not apply to {what} ({p}); allowed: {allowed}")
+    read = {"imdb": read_imdb, "folders": read_folders, "csv": read_csv}[kind]
+    return read(p, **options)
 
 
 def load_sample():

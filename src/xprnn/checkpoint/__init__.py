@@ -11,29 +11,40 @@ A checkpoint is a directory holding
 There is no pickle anywhere, so loading a checkpoint never runs code, and PyTorch users can read
 the weights with ``safetensors.torch.load_file``. Each file is written to a temporary file in the
 same directory, flushed and ``fsync``-ed, then renamed over the old one with ``os.replace`` (atomic
-on POSIX and Windows), so a crash mid-save leaves the previous checkpoint intact.
+on POSIX and Windows), so a crash mid-save leaves the previous checkpoint intact; the temporary
+file of a killed save is removed by a later save or load in that directory (once untouched for
+a minute with its writer gone, or for an hour; the rule is in ``xprnn/checkpoint/_io.py``). The
+same model saved twice gives the same bytes.
+
+:func:`load` treats the file as untrusted: it reads the header only (names, shapes, dtypes,
+metadata), checks the config against it (every size an integer in a sane range, every
+parameter the config implies present in the file with that shape), and only then builds the
+model and reads the data.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from pathlib import Path
 
 import numpy as np
 import safetensors
-import safetensors.numpy as st_numpy
 
-from ._version import __version__
-from .backend import dtype_name, resolve, to_numpy
-from .nn.module import Module
+from .._version import __version__
+from ..backend import dtype_name, resolve, to_numpy
+from ..nn.module import Module
+from ._io import atomic_write as _atomic_write
+from ._io import remove_stale_temporaries, write_safetensors
+from ._shapes import expected_shapes
 
 __all__ = ["save", "load", "WEIGHTS_NAME", "CONFIG_NAME"]
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 FORMAT = "xprnn"
+_FLOATS = {"F32": "float32", "F64": "float64"}
+_OTHER = {"F16": "float16", "BF16": "bfloat16", "I64": "int64", "I32": "int32", "I16": "int16",
+          "I8": "int8", "U8": "uint8", "BOOL": "bool"}
 
 
 # -- what can be saved -------------------------------------------------------------------------
@@ -58,51 +69,6 @@ def _header(model):
     return {"format": FORMAT, "xprnn_version": __version__, "class": name, **text}
 
 
-# -- atomic writing ----------------------------------------------------------------------------
-
-
-def _atomic_write(target: Path, write):
-    """Call ``write(tmp_path)``, fsync the result and rename it over ``target``.
-
-    The temporary file sits in ``target``'s directory (a rename across file systems would not be
-    atomic) and is removed if anything fails, so neither a half-written file nor a stray
-    temporary is ever left behind.
-    """
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
-    # O_EXCL reserves the name; mode 0o666 lets the umask set the final permissions
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    try:
-        write(tmp)
-        # the safetensors writer re-creates the file as 0600; give it the usual permissions
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with open(tmp, "rb+") as f:  # fsync through any descriptor flushes the file's data
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(target.parent)
-
-
-def _fsync_dir(directory: Path):
-    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
-    flag = getattr(os, "O_DIRECTORY", None)
-    if flag is None:
-        return
-    try:
-        fd = os.open(directory, os.O_RDONLY | flag)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some file systems cannot sync a directory; the file itself was synced
-        pass
-    finally:
-        os.close(fd)
-
-
 def save(model, path):
     """Save ``model`` (weights and architecture) to the checkpoint directory ``path``.
 
@@ -115,7 +81,8 @@ def save(model, path):
         ``model.meta`` (a JSON-able dict, e.g. the vocabulary) is stored alongside.
     path : str or os.PathLike
         A directory, created if needed. ``model.safetensors`` is written first, then
-        ``config.json``; each replaces its old version atomically.
+        ``config.json``; each replaces its old version atomically. Stale temporary files of
+        interrupted saves in it are removed first.
 
     Returns
     -------
@@ -128,8 +95,9 @@ def save(model, path):
     header = _header(model)
     tensors = {k: np.ascontiguousarray(to_numpy(v)) for k, v in model.state_dict().items()}
     directory.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(directory)
     _atomic_write(directory / WEIGHTS_NAME,
-                  lambda tmp: st_numpy.save_file(tensors, tmp, metadata=header))
+                  lambda tmp: write_safetensors(tensors, tmp, metadata=header))
     readable = {**header, "config": json.loads(header["config"]),
                 "meta": json.loads(header["meta"])}
     _atomic_write(directory / CONFIG_NAME,
@@ -152,64 +120,62 @@ def _weights_file(path) -> Path:
     return p
 
 
-def _read(file: Path):
-    """``(metadata, {name: NumPy array})``; any safetensors failure becomes a ``ValueError``."""
+def _unreadable(file, e):
+    return ValueError(f"{file}: not a readable safetensors file (truncated or corrupt?): "
+                      f"{type(e).__name__}: {e}")
+
+
+def _json(file, metadata, key):
+    text = metadata.get(key, "{}")
     try:
-        with safetensors.safe_open(file, framework="numpy") as f:
-            metadata = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:  # SafetensorError, OSError, unsupported dtypes...
-        raise ValueError(f"{file}: not a readable safetensors file (truncated or corrupt?): "
-                         f"{type(e).__name__}: {e}") from None
-    return metadata, tensors
+        value = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"{file}: metadata {key!r} is nested too deeply") from None
+    except ValueError as e:  # JSONDecodeError, or an integer of too many digits
+        raise ValueError(f"{file}: metadata {key!r} is not valid JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{file}: metadata {key!r} must be a JSON object, "
+                         f"got {type(value).__name__}")
+    return value
 
 
 def _parse_header(file, metadata):
     if metadata.get("format") != FORMAT:
         raise ValueError(f"{file}: not an xprnn checkpoint (metadata format is "
-                         f"{metadata.get('format')!r}, expected {FORMAT!r})")
+                         f"{metadata.get('format')!r:.80}, expected {FORMAT!r})")
     name = metadata.get("class")
     cls = Module.registered(name) if isinstance(name, str) else None
     if cls is None:
-        raise ValueError(f"{file}: unknown model class {name!r}; expected one of "
+        raise ValueError(f"{file}: unknown model class {name!r:.80}; expected one of "
                          f"{sorted(Module.registered())}")
-    fields = {}
-    for key in ("config", "meta"):
-        try:
-            fields[key] = json.loads(metadata.get(key, "{}"))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{file}: metadata {key!r} is not valid JSON: {e}") from None
-        if not isinstance(fields[key], dict):
-            raise ValueError(f"{file}: metadata {key!r} must be a JSON object, "
-                             f"got {type(fields[key]).__name__}")
-    return cls, fields["config"], fields["meta"]
+    return cls, _json(file, metadata, "config"), _json(file, metadata, "meta")
 
 
-def _check_dtypes(file, tensors):
+def _check_dtypes(file, dtypes):
     """The float dtype name every tensor shares (a clear error for any other)."""
     seen = {}
-    for k, v in tensors.items():
-        if v.dtype not in (np.float32, np.float64):
-            raise ValueError(f"{file}: tensor {k!r} has dtype {v.dtype}, expected float32 or "
-                             "float64")
-        seen.setdefault(v.dtype.name, k)
+    for k, code in dtypes.items():
+        if code not in _FLOATS:
+            raise ValueError(f"{file}: tensor {k!r} has dtype {_OTHER.get(code, code)}, "
+                             "expected float32 or float64")
+        seen.setdefault(_FLOATS[code], k)
     if len(seen) > 1:
         raise ValueError(f"{file}: tensors mix dtypes ({seen['float32']!r} is float32, "
                          f"{seen['float64']!r} is float64)")
     return next(iter(seen), "float32")
 
 
-def _check_tensors(file, tensors, expected):
-    """Raise unless ``tensors`` has exactly the names and shapes of ``expected``."""
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
+def _check_tensors(file, shapes, expected, what="the architecture"):
+    """Raise unless ``shapes`` has exactly the names and shapes of ``expected``."""
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
     if missing or unexpected:
-        raise ValueError(f"{file}: tensors do not match the architecture: missing {missing}, "
-                         f"unexpected {unexpected}")
+        raise ValueError(f"{file}: tensors do not match {what}: missing {missing[:20]}, "
+                         f"unexpected {unexpected[:20]}")
     for k, ref in expected.items():
-        if tuple(tensors[k].shape) != tuple(ref.shape):
-            raise ValueError(f"{file}: tensor {k!r} has shape {tuple(tensors[k].shape)}, "
-                             f"expected {tuple(ref.shape)}")
+        if tuple(shapes[k]) != tuple(ref):
+            raise ValueError(f"{file}: tensor {k!r} has shape {tuple(shapes[k])}, expected "
+                             f"{tuple(ref)} from {what}")
 
 
 def load(path, xp=None, device=None, dtype=None):
@@ -237,7 +203,10 @@ def load(path, xp=None, device=None, dtype=None):
     ------
     ValueError
         Naming the file and what is wrong: missing, truncated or corrupt file, not an xprnn
-        checkpoint, unknown class, bad config, or a tensor with the wrong name, shape or dtype.
+        checkpoint, unknown class, malformed metadata (not JSON, too deeply nested, a missing
+        or mistyped config entry, a size out of range), or a tensor whose name, shape or dtype
+        the config does not imply. All of it is checked from the header, before the model is
+        built or any weight is read.
     TypeError
         For a bad ``xp``, ``device`` or ``dtype`` (raised before the file is read).
     """
@@ -245,14 +214,40 @@ def load(path, xp=None, device=None, dtype=None):
     resolve(xp, device)
     target = dtype_name(dtype) if dtype is not None else None
     file = _weights_file(path)
-    metadata, tensors = _read(file)
-    cls, config, meta = _parse_header(file, metadata)
-    saved = _check_dtypes(file, tensors)
+    remove_stale_temporaries(file.parent)
     try:
-        model = cls(**config, xp=xp, device=device, dtype=target or saved)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{file}: config {config} does not build a {cls.__name__}: {e}") from None
-    _check_tensors(file, tensors, model.state_dict())
+        handle = safetensors.safe_open(file, framework="numpy")
+    except Exception as e:  # SafetensorError, OSError...
+        raise _unreadable(file, e) from None
+    with handle as f:
+        try:
+            metadata = f.metadata() or {}
+            names = list(f.keys())
+            slices = {k: f.get_slice(k) for k in names}
+            shapes = {k: tuple(s.get_shape()) for k, s in slices.items()}
+            dtypes = {k: s.get_dtype() for k, s in slices.items()}
+        except Exception as e:
+            raise _unreadable(file, e) from None
+        cls, config, meta = _parse_header(file, metadata)
+        saved = _check_dtypes(file, dtypes)
+        try:
+            expected = expected_shapes(cls, config)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{file}: config {json.dumps(config)[:200]} does not build a "
+                             f"{cls.__name__}: {e}") from None
+        if expected is not None:  # checked before anything is allocated
+            _check_tensors(file, shapes, expected, f"the config of a {cls.__name__}")
+        try:
+            model = cls(**config, xp=xp, device=device, dtype=target or saved)
+        except Exception as e:  # any failure of a config the header did not rule out
+            raise ValueError(f"{file}: config {json.dumps(config)[:200]} does not build a "
+                             f"{cls.__name__}: {type(e).__name__}: {e}") from None
+        own = {k: v.shape for k, v in model.state_dict().items()}
+        _check_tensors(file, shapes, own)
+        try:
+            tensors = {k: f.get_tensor(k) for k in names}
+        except Exception as e:
+            raise _unreadable(file, e) from None
     model.load_state_dict(tensors)
     model.meta = meta
     return model
