@@ -33,9 +33,9 @@ import safetensors
 from .._version import __version__
 from ..backend import dtype_name, resolve, to_numpy
 from ..nn.module import Module
+from ..nn.shapes import expected_shapes
 from ._io import atomic_write as _atomic_write
 from ._io import remove_stale_temporaries, write_safetensors
-from ._shapes import expected_shapes
 
 __all__ = ["save", "load", "WEIGHTS_NAME", "CONFIG_NAME"]
 

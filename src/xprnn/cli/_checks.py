@@ -137,7 +137,7 @@ def _bytes(n):
 def check_size(cls, config, dtype, options, memory=None):
     """A ``CLIError`` before anything is allocated when a model of ``cls(**config)`` would not
     fit in this machine's memory (its weights, gradients and optimizer state)."""
-    from ..checkpoint._shapes import expected_shapes
+    from ..nn.shapes import expected_shapes
 
     try:
         shapes = expected_shapes(cls, config)

@@ -8,8 +8,8 @@ import weakref
 import numpy as np
 
 from ..backend import from_numpy, to_numpy
-from ..checkpoint import _shapes
 from ..nn import Linear, dropout, dropout_backward, softmax, softmax_cross_entropy
+from ..nn import shapes as _shapes
 from ..nn.pooling import POOLINGS, length_mask, pool, pool_backward
 from .base import ModelCache, RNNModel, ids_on
 

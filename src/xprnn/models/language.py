@@ -9,8 +9,8 @@ import weakref
 import numpy as np
 
 from ..backend import to_numpy
-from ..checkpoint import _shapes
 from ..nn import Linear, dropout, dropout_backward, linear, linear_backward, softmax_cross_entropy
+from ..nn import shapes as _shapes
 from .base import ModelCache, RNNModel, ids_on
 from .sampling import sample_next
 

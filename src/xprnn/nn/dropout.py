@@ -87,6 +87,10 @@ class Dropout(Module):
         self.seed = self.rng.seed
         self._setup({}, config={"p": self.p})
 
+    @classmethod
+    def param_shapes(cls, config):
+        return {}
+
     def forward(self, x):
         """``(y, cache)`` with ``y`` of the shape of ``x``; ``cache`` is the mask (or None)."""
         xp = namespace(x, names=["x"])

@@ -18,6 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..backend import check_float, device_of, index_add, namespace
+from . import shapes
 from .module import Module
 
 __all__ = ["embedding", "embedding_backward", "Embedding", "EmbeddingCache"]
@@ -146,6 +147,12 @@ class Embedding(Module):
         config = {"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim,
                   "padding_idx": padding_idx}
         self._setup({"weight": W}, config=config, xp=xp, device=device, dtype=dtype)
+
+    @classmethod
+    def param_shapes(cls, config):
+        a = shapes.arguments(cls.__init__, config)
+        return shapes.embedding_shapes("", shapes.size(a, "num_embeddings"),
+                                       shapes.size(a, "embedding_dim"))
 
     def forward(self, ids):
         """``(y, cache)``: ``y`` of shape ``ids.shape + (embedding_dim,)``."""

@@ -12,7 +12,7 @@ import numpy as np
 from ..backend import check_float, from_numpy, namespace, to_numpy
 from .lengths import lengths_info
 
-__all__ = ["check_sequence", "check_lengths", "positive_int"]
+__all__ = ["check_sequence", "check_lengths", "positive_int", "check_grad", "check_cache"]
 
 
 def positive_int(value, name):
@@ -89,3 +89,23 @@ def check_sequence(layer, x, h0, lengths):
         n = check_lengths(lengths, T, B)
         info = lengths_info(from_numpy(n, xp, layer.device), n, T, xp=xp)
     return xp, x, init, info, unbatched
+
+
+def check_grad(d, expected, name):
+    """Raise unless ``d`` (a gradient, or None) has the ``expected`` shape."""
+    if d is not None and tuple(d.shape) != tuple(expected):
+        raise ValueError(f"{name} has shape {tuple(d.shape)}, expected {tuple(expected)} (the "
+                         f"shape of {name.removeprefix('d_')} from forward)")
+
+
+def check_cache(layer, cache, kind):
+    """Raise unless ``cache`` is a ``kind`` that ``layer``'s forward made (and kept)."""
+    if not isinstance(cache, kind):
+        got = "None (forward(..., keep=False) and layer(x) keep no cache)" if cache is None \
+            else type(cache).__name__
+        raise TypeError(f"cache must be the {kind.__name__} returned by this layer's "
+                        f"forward(x) (keep=True), got {got}")
+    owner = cache.owner() if cache.owner is not None else None
+    if owner is not layer:
+        raise ValueError(f"cache was made by another layer ({owner!r}), not by this one "
+                         f"({layer!r}); pass the cache of this layer's forward")

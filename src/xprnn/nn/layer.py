@@ -16,8 +16,9 @@ import numpy as np
 
 from .. import cells
 from ..backend import Generator
+from . import shapes
 from .dropout import check_p, dropout, dropout_backward
-from .inputs import check_sequence, positive_int
+from .inputs import check_cache, check_grad, check_sequence, positive_int
 from .module import Module
 from .noise import make_noise
 from .recurrent import layer_backward, layer_forward
@@ -38,12 +39,6 @@ class StackCache(NamedTuple):
     owner: object = None  # weak reference to the layer whose forward made the cache
     out_shape: tuple = ()
     state_shapes: tuple = ()  # of h_n's entries (h, then c for the LSTM)
-
-
-def _check_grad(d, expected, name):
-    if d is not None and tuple(d.shape) != tuple(expected):
-        raise ValueError(f"{name} has shape {tuple(d.shape)}, expected {tuple(expected)} (the "
-                         f"shape of {name.removeprefix('d_')} from forward)")
 
 
 class Recurrent(Module):
@@ -114,6 +109,20 @@ class Recurrent(Module):
             self._names.append({k: f"{k}_l{layer}{sfx}" for k in self.cell.parameters(
                 width, self.hidden_size, True, self.proj_size)})
         self._setup(params, config=self._config(), xp=xp, device=device, dtype=dtype)
+
+    @classmethod
+    def _cell_of(cls, config):
+        """The cell name a config of this class means, or None when the config names it."""
+        return None
+
+    @classmethod
+    def param_shapes(cls, config):
+        fixed = {} if cls._cell_of(config) is None else {"cell": cls._cell_of(config)}
+        a = shapes.arguments(Recurrent.__init__, config, **fixed)
+        return shapes.recurrent_shapes(
+            "", a["cell"], shapes.size(a, "input_size"), shapes.size(a, "hidden_size"),
+            shapes.size(a, "num_layers", shapes.MAX_LAYERS), shapes.flag(a, "bias"),
+            shapes.flag(a, "bidirectional"), shapes.size(a, "proj_size", low=0))
 
     def _config(self):
         config = {"cell": self.cell.name, "input_size": self.input_size,
@@ -247,7 +256,7 @@ class Recurrent(Module):
             For a cache made by another layer, or a ``d_out``/``d_h_n`` whose shape is not that
             of ``out``/``h_n`` (shapes are compared, no data is read).
         """
-        self._check_cache(cache)
+        check_cache(self, cache, StackCache)
         xp, unbatched, (T, B, _) = cache.xp, cache.unbatched, cache.shape
         D, ns, H = self.num_directions, self.cell.num_states, self.output_size
         d_final = list(d_h_n) if isinstance(d_h_n, tuple) else [d_h_n] * (ns if d_h_n is None
@@ -255,9 +264,9 @@ class Recurrent(Module):
         if len(d_final) != ns:
             raise ValueError(f"d_h_n must hold {ns} entries (one per state "
                              f"{self.cell.states}), got {len(d_final)}")
-        _check_grad(d_out, cache.out_shape, "d_out")
+        check_grad(d_out, cache.out_shape, "d_out")
         for i, (d, shape) in enumerate(zip(d_final, cache.state_shapes)):
-            _check_grad(d, shape, f"d_h_n[{i}]" if ns > 1 else "d_h_n")
+            check_grad(d, shape, f"d_h_n[{i}]" if ns > 1 else "d_h_n")
         d_final = [xp.zeros((self.num_layers * D, B, n), dtype=self.dtype, device=self.device)
                    if d is None else (d[:, None, :] if unbatched else d)
                    for d, n in zip(d_final, self.state_sizes)]
@@ -285,17 +294,6 @@ class Recurrent(Module):
             dx = xp.permute_dims(dx, (1, 0, 2))
         dh0 = tuple(dh0) if ns > 1 else dh0[0]
         return dx, dh0, {k: grads[k] for k in self.params}
-
-    def _check_cache(self, cache):
-        if not isinstance(cache, StackCache):
-            got = "None (forward(..., keep=False) and layer(x) keep no cache)" if cache is None \
-                else type(cache).__name__
-            raise TypeError(f"cache must be the StackCache returned by this layer's "
-                            f"forward(x) (keep=True), got {got}")
-        owner = cache.owner() if cache.owner is not None else None
-        if owner is not self:
-            raise ValueError(f"cache was made by another layer ({owner!r}), not by this one "
-                             f"({self!r}); pass the cache of this layer's forward")
 
     def __call__(self, x, h0=None, lengths=None):
         """``out, h_n = layer(x, h0=None, lengths=None)``; see :meth:`forward`."""

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from ..backend import check_float, namespace
+from . import shapes
 from .module import Module
 
 __all__ = ["Linear", "linear", "linear_backward"]
@@ -53,6 +54,12 @@ class Linear(Module):
         config = {"in_features": self.in_features, "out_features": self.out_features,
                   "bias": bool(bias)}
         self._setup(params, config=config, xp=xp, device=device, dtype=dtype)
+
+    @classmethod
+    def param_shapes(cls, config):
+        a = shapes.arguments(cls.__init__, config)
+        return shapes.linear_shapes("", shapes.size(a, "in_features"),
+                                    shapes.size(a, "out_features"), shapes.flag(a, "bias"))
 
     def extra_repr(self):
         return f"{self.in_features}, {self.out_features}, bias={'bias' in self.params}"

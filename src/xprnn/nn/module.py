@@ -36,6 +36,13 @@ class Module:
         if not cls.__name__.startswith("_"):
             _REGISTRY[cls.__name__] = cls
 
+    @classmethod
+    def param_shapes(cls, config):
+        """``{name: shape}`` of the parameters ``cls(**config)`` would have, worked out without
+        building it (a checkpoint compares them with a file's header first); ``None`` where a
+        class does not say (it is then built and compared after)."""
+        return None
+
     @staticmethod
     def registered(name=None):
         """The module class registered as ``name`` (None if unknown), or all of them."""

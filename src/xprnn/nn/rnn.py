@@ -25,6 +25,10 @@ class RNN(Recurrent):
         self.nonlinearity = nonlinearity
         super().__init__(cell, input_size, hidden_size, num_layers, *args, **kw)
 
+    @classmethod
+    def _cell_of(cls, config):
+        return elman.for_nonlinearity(config.get("nonlinearity", "tanh"))
+
     def _config(self):
         config = super()._config()
         del config["cell"]
@@ -40,6 +44,10 @@ class _FixedCell(Recurrent):
                  dropout=0.0, bidirectional=False, **kw):
         super().__init__(self._cell, input_size, hidden_size, num_layers, bias, batch_first,
                          dropout, bidirectional, **kw)
+
+    @classmethod
+    def _cell_of(cls, config):
+        return cls._cell
 
     def _config(self):
         config = super()._config()

@@ -15,6 +15,7 @@ import numpy as np
 from .. import cells
 from ..backend import check_float, namespace
 from ..cells import elman
+from . import shapes
 from .inputs import positive_int
 from .module import Module
 from .recurrent import layer_backward, layer_forward
@@ -50,6 +51,18 @@ class RecurrentCell(Module):
         shapes = self.cell.parameters(self.input_size, self.hidden_size, self.bias)
         params = self.cell.init(shapes, self.hidden_size, np.random.default_rng(seed))
         self._setup(params, config=self._config(), xp=xp, device=device, dtype=dtype)
+
+    @classmethod
+    def _cell_of(cls, config):
+        """The cell name a config of this class means, or None when the config names it."""
+        return None
+
+    @classmethod
+    def param_shapes(cls, config):
+        fixed = {} if cls._cell_of(config) is None else {"cell": cls._cell_of(config)}
+        a = shapes.arguments(RecurrentCell.__init__, config, **fixed)
+        return dict(cells.get(a["cell"]).parameters(
+            shapes.size(a, "input_size"), shapes.size(a, "hidden_size"), shapes.flag(a, "bias")))
 
     def _config(self):
         return {"cell": self.cell.name, "input_size": self.input_size,
@@ -155,6 +168,10 @@ class RNNCell(RecurrentCell):
         self.nonlinearity = nonlinearity
         super().__init__(cell, input_size, hidden_size, bias, **kw)
 
+    @classmethod
+    def _cell_of(cls, config):
+        return elman.for_nonlinearity(config.get("nonlinearity", "tanh"))
+
     def _config(self):
         config = super()._config()
         del config["cell"]
@@ -166,6 +183,10 @@ class _FixedStep(RecurrentCell):
 
     def __init__(self, input_size, hidden_size, bias=True, **kw):
         super().__init__(self._cell, input_size, hidden_size, bias, **kw)
+
+    @classmethod
+    def _cell_of(cls, config):
+        return cls._cell
 
     def _config(self):
         config = super()._config()

@@ -4,10 +4,9 @@ to compare with the shapes in the file's header (which safetensors gives without
 data). A forged config (a vocabulary of 25 million rows over a file of 100) is refused before
 a single array is allocated.
 
-The layers and cells of :mod:`xprnn.nn` are known here; a model class declares its shapes with
-a ``param_shapes(config)`` classmethod defined on the class itself (the ready models do). For a
-class with neither, :func:`expected_shapes` returns ``None`` and the loader builds first and
-compares after.
+Every module class of xprnn declares its shapes with a ``param_shapes(config)`` classmethod
+(built from the helpers here); for a class defined elsewhere that declares none,
+:func:`expected_shapes` returns ``None`` and the loader builds first and compares after.
 """
 
 from __future__ import annotations
@@ -15,20 +14,6 @@ from __future__ import annotations
 import inspect
 
 from .. import cells
-from ..cells import elman
-from ..nn import (
-    GRU,
-    LSTM,
-    RNN,
-    Dropout,
-    Embedding,
-    GRUCell,
-    Linear,
-    LSTMCell,
-    Recurrent,
-    RecurrentCell,
-    RNNCell,
-)
 
 __all__ = ["expected_shapes", "arguments", "size", "flag", "linear_shapes", "embedding_shapes",
            "recurrent_shapes", "MAX_SIZE", "MAX_LAYERS"]
@@ -98,45 +83,13 @@ def recurrent_shapes(prefix, cell, input_size, hidden_size, num_layers=1, bias=T
     return shapes
 
 
-def _recurrent(cls, config):
-    fixed = {"cell": elman.for_nonlinearity(config.get("nonlinearity", "tanh"))} \
-        if cls is RNN else {"cell": cls._cell} if cls in (LSTM, GRU) else {}
-    a = arguments(Recurrent.__init__, config, **fixed)
-    proj = size(a, "proj_size", low=0)
-    return recurrent_shapes("", a["cell"], size(a, "input_size"), size(a, "hidden_size"),
-                            size(a, "num_layers", MAX_LAYERS), flag(a, "bias"),
-                            flag(a, "bidirectional"), proj)
-
-
-def _step(cls, config):
-    fixed = {"cell": elman.for_nonlinearity(config.get("nonlinearity", "tanh"))} \
-        if cls is RNNCell else {"cell": cls._cell} if cls in (LSTMCell, GRUCell) else {}
-    a = arguments(RecurrentCell.__init__, config, **fixed)
-    return dict(cells.get(a["cell"]).parameters(size(a, "input_size"), size(a, "hidden_size"),
-                                                flag(a, "bias")))
-
-
-def _linear(cls, config):
-    a = arguments(Linear.__init__, config)
-    return linear_shapes("", size(a, "in_features"), size(a, "out_features"), flag(a, "bias"))
-
-
-def _embedding(cls, config):
-    a = arguments(Embedding.__init__, config)
-    return embedding_shapes("", size(a, "num_embeddings"), size(a, "embedding_dim"))
-
-
-_KNOWN = {Recurrent: _recurrent, RNN: _recurrent, LSTM: _recurrent, GRU: _recurrent,
-          RecurrentCell: _step, RNNCell: _step, LSTMCell: _step, GRUCell: _step,
-          Linear: _linear, Embedding: _embedding, Dropout: lambda cls, config: {}}
-
-
 def expected_shapes(cls, config):
     """``{name: shape}`` of the parameters ``cls(**config)`` would have, without building it;
     ``None`` for a class whose shapes are not known (a subclass that does not declare
     ``param_shapes`` may change them). A ``ValueError`` names a missing or malformed entry."""
-    own = cls.__dict__.get("param_shapes")
-    if own is not None:
-        return own.__get__(None, cls)(config)
-    known = _KNOWN.get(cls)
-    return None if known is None else known(cls, config)
+    # xprnn's own classes declare their shapes; a subclass defined elsewhere may have changed
+    # them unless it declares its own, so it is built first and compared after
+    if "param_shapes" not in cls.__dict__ and not cls.__module__.startswith("xprnn."):
+        return None
+    shapes = getattr(cls, "param_shapes", None)
+    return None if shapes is None else shapes(config)
