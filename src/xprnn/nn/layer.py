@@ -111,14 +111,8 @@ class Recurrent(Module):
         self._setup(params, config=self._config(), xp=xp, device=device, dtype=dtype)
 
     @classmethod
-    def _cell_of(cls, config):
-        """The cell name a config of this class means, or None when the config names it."""
-        return None
-
-    @classmethod
     def param_shapes(cls, config):
-        fixed = {} if cls._cell_of(config) is None else {"cell": cls._cell_of(config)}
-        a = shapes.arguments(Recurrent.__init__, config, **fixed)
+        a = shapes.cell_arguments(cls, Recurrent.__init__, config)
         return shapes.recurrent_shapes(
             "", a["cell"], shapes.size(a, "input_size"), shapes.size(a, "hidden_size"),
             shapes.size(a, "num_layers", shapes.MAX_LAYERS), shapes.flag(a, "bias"),

@@ -7,10 +7,30 @@ from __future__ import annotations
 from ..cells import elman
 from .layer import Recurrent
 
-__all__ = ["RNN", "LSTM", "GRU"]
+__all__ = ["RNN", "LSTM", "GRU", "TorchNamed"]
 
 
-class RNN(Recurrent):
+class TorchNamed:
+    """Mixin of the classes named after torch's (``RNN``, ``LSTM``, ``GRU`` and their cells):
+    the class fixes the cell (``_cell``), or for the Elman ones ``nonlinearity`` names it, so
+    their config holds torch's arguments and no cell name."""
+
+    _cell = None  # None: the Elman cell that ``nonlinearity`` names
+
+    @classmethod
+    def _cell_of(cls, config):
+        """The cell a config of this class runs."""
+        return cls._cell or elman.for_nonlinearity(config.get("nonlinearity", "tanh"))
+
+    def _config(self):
+        config = super()._config()
+        del config["cell"]
+        if self._cell is None:
+            config["nonlinearity"] = self.nonlinearity
+        return config
+
+
+class RNN(TorchNamed, Recurrent):
     r"""Elman RNN: :math:`h_t = \tanh(x_t W_{ih}^T + b_{ih} + h_{t-1} W_{hh}^T + b_{hh})`.
 
     Same arguments as ``torch.nn.RNN`` (``input_size, hidden_size, num_layers=1,
@@ -25,34 +45,14 @@ class RNN(Recurrent):
         self.nonlinearity = nonlinearity
         super().__init__(cell, input_size, hidden_size, num_layers, *args, **kw)
 
-    @classmethod
-    def _cell_of(cls, config):
-        return elman.for_nonlinearity(config.get("nonlinearity", "tanh"))
 
-    def _config(self):
-        config = super()._config()
-        del config["cell"]
-        return {**config, "nonlinearity": self.nonlinearity}
-
-
-class _FixedCell(Recurrent):
+class _FixedCell(TorchNamed, Recurrent):
     """A layer whose cell is fixed by the class (``_cell``); the constructor is torch's."""
-
-    _cell = None
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, **kw):
         super().__init__(self._cell, input_size, hidden_size, num_layers, bias, batch_first,
                          dropout, bidirectional, **kw)
-
-    @classmethod
-    def _cell_of(cls, config):
-        return cls._cell
-
-    def _config(self):
-        config = super()._config()
-        del config["cell"]
-        return config
 
 
 class LSTM(_FixedCell):

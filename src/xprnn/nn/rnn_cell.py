@@ -19,6 +19,7 @@ from . import shapes
 from .inputs import positive_int
 from .module import Module
 from .recurrent import layer_backward, layer_forward
+from .rnn import TorchNamed
 
 __all__ = ["RecurrentCell", "RNNCell", "LSTMCell", "GRUCell", "StepCache"]
 
@@ -53,14 +54,8 @@ class RecurrentCell(Module):
         self._setup(params, config=self._config(), xp=xp, device=device, dtype=dtype)
 
     @classmethod
-    def _cell_of(cls, config):
-        """The cell name a config of this class means, or None when the config names it."""
-        return None
-
-    @classmethod
     def param_shapes(cls, config):
-        fixed = {} if cls._cell_of(config) is None else {"cell": cls._cell_of(config)}
-        a = shapes.arguments(RecurrentCell.__init__, config, **fixed)
+        a = shapes.cell_arguments(cls, RecurrentCell.__init__, config)
         return dict(cells.get(a["cell"]).parameters(
             shapes.size(a, "input_size"), shapes.size(a, "hidden_size"), shapes.flag(a, "bias")))
 
@@ -159,7 +154,7 @@ class RecurrentCell(Module):
         return self.forward(x, state, keep=False)[0]
 
 
-class RNNCell(RecurrentCell):
+class RNNCell(TorchNamed, RecurrentCell):
     r"""Elman cell, :math:`h' = \tanh(x W_{ih}^T + b_{ih} + h W_{hh}^T + b_{hh})` (or ReLU):
     ``torch.nn.RNNCell(input_size, hidden_size, bias=True, nonlinearity="tanh")``."""
 
@@ -168,30 +163,10 @@ class RNNCell(RecurrentCell):
         self.nonlinearity = nonlinearity
         super().__init__(cell, input_size, hidden_size, bias, **kw)
 
-    @classmethod
-    def _cell_of(cls, config):
-        return elman.for_nonlinearity(config.get("nonlinearity", "tanh"))
 
-    def _config(self):
-        config = super()._config()
-        del config["cell"]
-        return {**config, "nonlinearity": self.nonlinearity}
-
-
-class _FixedStep(RecurrentCell):
-    _cell = None
-
+class _FixedStep(TorchNamed, RecurrentCell):
     def __init__(self, input_size, hidden_size, bias=True, **kw):
         super().__init__(self._cell, input_size, hidden_size, bias, **kw)
-
-    @classmethod
-    def _cell_of(cls, config):
-        return cls._cell
-
-    def _config(self):
-        config = super()._config()
-        del config["cell"]
-        return config
 
 
 class LSTMCell(_FixedStep):

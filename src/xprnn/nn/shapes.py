@@ -15,8 +15,8 @@ import inspect
 
 from .. import cells
 
-__all__ = ["expected_shapes", "arguments", "size", "flag", "linear_shapes", "embedding_shapes",
-           "recurrent_shapes", "MAX_SIZE", "MAX_LAYERS"]
+__all__ = ["expected_shapes", "arguments", "cell_arguments", "size", "flag", "linear_shapes",
+           "embedding_shapes", "recurrent_shapes", "MAX_SIZE", "MAX_LAYERS"]
 
 MAX_SIZE = 2**31 - 1  # any one dimension
 MAX_LAYERS = 10_000
@@ -40,6 +40,13 @@ def arguments(init, config, **fixed):
         else:
             raise ValueError(f"config lacks {p.name!r}")
     return out
+
+
+def cell_arguments(cls, init, config):
+    """:func:`arguments` of a recurrent class, with the cell its class fixes (``_cell_of``, as
+    the torch-named classes have) filled in."""
+    cell = getattr(cls, "_cell_of", lambda config: None)(config)
+    return arguments(init, config, **({} if cell is None else {"cell": cell}))
 
 
 def size(args, key, high=MAX_SIZE, low=1):
