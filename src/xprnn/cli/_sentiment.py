@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import cells
-from . import _checks, _export
+from . import _baseline, _checks, _export
 from . import _common as c
 from . import _sentiment_data as sd
 from . import _team as team
@@ -91,6 +91,7 @@ def add_parser(sub):
     o.add_argument("--seed", type=c.nonneg_int, default=d["seed"],
                    help="seeds the split, the initial weights, dropout and the batch order")
     c.add_progress_options(o)
+    _baseline.add_option(o)
     t.add_argument("--out", default="runs/sentiment", metavar="DIR",
                    help="directory for the model, history.json and learning_curve.png")
     tc.add_run_options(t)
@@ -214,6 +215,13 @@ def train(args):
             + (f", {len(dropped)} empty after tokenizing dropped" if dropped else "")
             + f"), vocabulary {len(vocab)}, {model.num_parameters():,} parameters, "
             f"{args.cell} {args.hidden} {args.pooling}-pooling")
+    baseline = None
+    if args.baseline:
+        tests = None if test is None else [(w, sd.tokenize(t, meta), ty) for w, t, ty in test]
+        baseline = _baseline.fit_and_test(tokens, y, tr, va, tests, len(classes), args, xp,
+                                          device)
+        if not args.json:
+            say(_baseline.describe(baseline))
     history, seconds = tc.train_and_save(model, train_b, valid_b, args, out, options, say,
                                         f"sentiment: {args.cell} {args.hidden}")
     best = c.best_record(history)
@@ -224,7 +232,7 @@ def train(args):
               "valid_accuracy": best.get("valid_accuracy"), "valid_loss": best.get("valid_loss"),
               "test_size": None, "test_accuracy": None, "test_loss": None,
               "stop_reason": history.stop_reason, "model": str(out),
-              "world_size": history.world_size}
+              "world_size": history.world_size, "baseline": baseline}
     if test is not None:
         m = sd.evaluate_sets(model, test, meta, vocab, team.evaluate_all,
                              lambda seqs, y: _batches(seqs, y, args, False))
@@ -250,6 +258,11 @@ def _summary(r, train_seconds):
     test = f"test accuracy {acc('test_accuracy')} ({r['test_size']} reviews)" \
         if r["test_size"] else "no test set (--test)"
     print(f"valid accuracy {acc('valid_accuracy')}, {test}")
+    b = r["baseline"]
+    if b is not None and b.get("test_accuracy") is not None:
+        verdict = "beats" if r["test_accuracy"] > b["test_accuracy"] else "does not beat"
+        print(f"the model {verdict} the bag-of-words baseline's test accuracy "
+              f"{b['test_accuracy']:.4f} (--no-baseline to skip it)")
     tests = r.get("tests") or []
     for part in tests if len(tests) > 1 else []:  # each --test argument when several
         print(f"  test accuracy {part['accuracy']:.4f} ({part['size']} reviews, {part['data']})")

@@ -19,13 +19,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..backend import Generator, from_numpy, namespace
+from ..backend import Generator, from_numpy, namespace, to_numpy
 from ..checkpoint import save as _save_checkpoint
-from ..nn import Embedding, Recurrent, dropout, dropout_backward
+from ..nn import Embedding, Recurrent, dropout, dropout_backward, softmax, softmax_cross_entropy
 from ..nn.dropout import check_p
 from ..nn.module import Module
 
-__all__ = ["ids_on", "RNNModel", "ModelCache"]
+__all__ = ["ids_on", "cache_parts", "RNNModel", "ModelCache", "Classifying"]
 
 
 class ModelCache(NamedTuple):
@@ -42,8 +42,70 @@ def ids_on(model, ids, name="ids"):
     backend arrays are checked to be on the same backend and device."""
     if isinstance(ids, (list, tuple, np.ndarray)):
         ids = from_numpy(np.asarray(ids, dtype=np.int64), model.xp, model.device)
-    namespace(ids, model.embedding.params["weight"], names=[name, "model parameters"])
+    namespace(ids, next(iter(model.state_dict().values())), names=[name, "model parameters"])
     return ids
+
+
+def cache_parts(model, cache, dlogits):
+    """The layers' caches in ``cache``, once it is checked to be ``model``'s and ``dlogits`` to
+    have the shape of its logits (shapes only: no data is read)."""
+    if not isinstance(cache, ModelCache):
+        got = "None (forward(..., keep=False) keeps no cache)" if cache is None \
+            else type(cache).__name__
+        raise TypeError(f"cache must be the one returned by this model's forward "
+                        f"(keep=True), got {got}")
+    owner = cache.owner()
+    if owner is not model:
+        raise ValueError(f"cache was made by another model ({owner!r:.120}), not by this "
+                         "one; pass the cache of this model's forward")
+    if tuple(getattr(dlogits, "shape", ())) != cache.logits_shape:
+        raise ValueError(f"dlogits has shape {tuple(getattr(dlogits, 'shape', ()))}, "
+                         f"expected {cache.logits_shape} (the shape of the logits)")
+    return cache.parts
+
+
+class Classifying:
+    """The training protocol of a classifier whose ``forward(ids, lengths, keep=)`` gives class
+    logits ``(B, C)`` and whose ``backward(cache, dlogits)`` gives the gradients: batches are
+    ``(ids (B, T), lengths (B,), labels (B,))``, the best epoch has the highest accuracy."""
+
+    selection = ("accuracy", "max")
+
+    def loss(self, ids, lengths, labels):
+        """``(loss, grads, logits)``: mean cross-entropy of integer ``labels (B,)``."""
+        logits, cache = self.forward(ids, lengths)
+        loss, dlogits = softmax_cross_entropy(logits, ids_on(self, labels, "labels"))
+        return loss, self.backward(cache, dlogits), logits
+
+    def predict_proba(self, ids, lengths):
+        """Class probabilities ``(B, num_classes)`` in evaluation mode."""
+        mode = self.training
+        self.eval()
+        try:
+            return softmax(self.forward(ids, lengths, keep=False)[0])
+        finally:
+            self.train(mode)
+
+    def train_batch(self, batch, carry=None):
+        loss, grads, _ = self.loss(*batch)
+        return loss, grads, None
+
+    def eval_batch(self, batch, carry=None):
+        ids, lengths, labels = batch
+        logits, _ = self.forward(ids, lengths, keep=False)
+        labels = ids_on(self, labels, "labels")
+        loss, _ = softmax_cross_entropy(logits, labels)
+        xp = self.xp
+        correct = xp.sum(xp.astype(xp.argmax(logits, axis=-1) == labels, xp.int64))
+        k = int(labels.shape[0])
+        return {"loss": float(loss) * k, "correct": int(correct)}, k, None
+
+    def metrics(self, sums, count):
+        n = max(count, 1)
+        return {"loss": sums.get("loss", 0.0) / n, "accuracy": sums.get("correct", 0) / n}
+
+    def batch_tokens(self, batch):
+        return int(np.sum(to_numpy(batch[1])))
 
 
 class RNNModel(Module):
@@ -83,21 +145,7 @@ class RNNModel(Module):
         grads["embedding.weight"] = g["weight"]
 
     def _parts(self, cache, dlogits):
-        """The layers' caches in ``cache``, once it is checked to be this model's and
-        ``dlogits`` to have the shape of its logits (shapes only: no data is read)."""
-        if not isinstance(cache, ModelCache):
-            got = "None (forward(..., keep=False) keeps no cache)" if cache is None \
-                else type(cache).__name__
-            raise TypeError(f"cache must be the one returned by this model's forward "
-                            f"(keep=True), got {got}")
-        owner = cache.owner()
-        if owner is not self:
-            raise ValueError(f"cache was made by another model ({owner!r:.120}), not by this "
-                             "one; pass the cache of this model's forward")
-        if tuple(getattr(dlogits, "shape", ())) != cache.logits_shape:
-            raise ValueError(f"dlogits has shape {tuple(getattr(dlogits, 'shape', ()))}, "
-                             f"expected {cache.logits_shape} (the shape of the logits)")
-        return cache.parts
+        return cache_parts(self, cache, dlogits)
 
     def save(self, path):
         """Write a checkpoint directory; see :func:`xprnn.checkpoint.save`."""

@@ -8,15 +8,15 @@ import weakref
 import numpy as np
 
 from ..backend import from_numpy, to_numpy
-from ..nn import Linear, dropout, dropout_backward, softmax, softmax_cross_entropy
+from ..nn import Linear, dropout, dropout_backward
 from ..nn import shapes as _shapes
 from ..nn.pooling import POOLINGS, length_mask, pool, pool_backward
-from .base import ModelCache, RNNModel, ids_on
+from .base import Classifying, ModelCache, RNNModel, ids_on
 
 __all__ = ["SequenceClassifier"]
 
 
-class SequenceClassifier(RNNModel):
+class SequenceClassifier(Classifying, RNNModel):
     """Text classifier: embeddings, a recurrent layer, pooling over time, a linear head.
 
     Parameters
@@ -40,8 +40,6 @@ class SequenceClassifier(RNNModel):
     -----
     A batch for :func:`xprnn.fit` is ``(ids (B, T), lengths (B,), labels (B,))``.
     """
-
-    selection = ("accuracy", "max")
 
     def __init__(self, vocab_size, embedding_dim, hidden_size, num_classes, cell="lstm",
                  num_layers=1, bidirectional=False, dropout=0.0, pooling="last", padding_idx=0,
@@ -111,40 +109,3 @@ class SequenceClassifier(RNNModel):
         grads.update({f"rnn.{k}": v for k, v in g.items()})
         self._embed_backward(e_cache, de, grads)
         return {k: grads[k] for k in self.state_dict()}
-
-    def loss(self, ids, lengths, labels):
-        """``(loss, grads, logits)``: mean cross-entropy of integer ``labels (B,)``."""
-        logits, cache = self.forward(ids, lengths)
-        loss, dlogits = softmax_cross_entropy(logits, ids_on(self, labels, "labels"))
-        return loss, self.backward(cache, dlogits), logits
-
-    def predict_proba(self, ids, lengths):
-        """Class probabilities ``(B, num_classes)`` in evaluation mode."""
-        mode = self.training
-        self.eval()
-        try:
-            return softmax(self.forward(ids, lengths, keep=False)[0])
-        finally:
-            self.train(mode)
-
-    # -- the training protocol (see xprnn.models.base) ----------------------------------------
-    def train_batch(self, batch, carry=None):
-        loss, grads, _ = self.loss(*batch)
-        return loss, grads, None
-
-    def eval_batch(self, batch, carry=None):
-        ids, lengths, labels = batch
-        logits, _ = self.forward(ids, lengths, keep=False)
-        labels = ids_on(self, labels, "labels")
-        loss, _ = softmax_cross_entropy(logits, labels)
-        xp = self.xp
-        correct = xp.sum(xp.astype(xp.argmax(logits, axis=-1) == labels, xp.int64))
-        k = int(labels.shape[0])
-        return {"loss": float(loss) * k, "correct": int(correct)}, k, None
-
-    def metrics(self, sums, count):
-        n = max(count, 1)
-        return {"loss": sums.get("loss", 0.0) / n, "accuracy": sums.get("correct", 0) / n}
-
-    def batch_tokens(self, batch):
-        return int(np.sum(to_numpy(batch[1])))
