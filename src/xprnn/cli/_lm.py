@@ -34,6 +34,12 @@ def add_parser(sub):
                    help="tokens are characters, or words split on whitespace; required unless "
                         "--resume")
     t.add_argument("--lowercase", action="store_true", help="lowercase the text first")
+    t.add_argument("--tokenizer", choices=("whitespace", "unicode", "ascii"),
+                   default="whitespace",
+                   help="how --level word finds words: split on whitespace (punctuation stays "
+                        "attached), or the lower-cased words of `sentiment train`'s tokenizer "
+                        "(unicode: letters and digits of every script; ascii: the notebook's "
+                        "a-z), which a classifier can start from (sentiment train --init-from)")
     m = t.add_argument_group("model")
     m.add_argument("--cell", choices=cells.names(), default="lstm",
                    help="recurrent cell")
@@ -106,6 +112,10 @@ def add_parser(sub):
 
 
 def _tokens(text, tokenizer):
+    if tokenizer.get("rule") is not None:  # sentiment train's words (--tokenizer unicode|ascii)
+        from ._sentiment_data import tokenize
+
+        return tokenize([text], {"tokenizer": tokenizer})[0]
     if tokenizer["lowercase"]:
         text = text.lower()
     return list(text) if tokenizer["level"] == "char" else text.split()
@@ -146,13 +156,15 @@ def _split(ids, fraction, batch_size):
 
 def train(args):
     from ..models import LanguageModel
-    from ..text import UNK, Vocabulary
+    from ..text import PAD, UNK, Vocabulary
     from ..text.readers import read_text
 
     tc.apply_resume(args, epochs=10)
     missing = [f"--{k}" for k in ("text", "level") if getattr(args, k) is None]
     if missing:
         raise CLIError(f"the following arguments are required: {', '.join(missing)}")
+    if args.level == "char" and args.tokenizer != "whitespace":
+        raise CLIError(f"--tokenizer {args.tokenizer} finds words: use it with --level word")
     out = tc.prepare_out(args)
     xp, device = c.backend_from_args(args)
     try:
@@ -160,6 +172,10 @@ def train(args):
     except ValueError as e:
         raise CLIError(f"--text: {e}") from None
     tokenizer = {"level": args.level, "lowercase": args.lowercase}
+    words = args.level == "word" and args.tokenizer != "whitespace"
+    if words:  # a classifier can start from this model: its words, <pad> and <unk>
+        tokenizer = {"level": "word", "lowercase": True, "stopwords": None,
+                     "rule": args.tokenizer}
     tokens = _tokens(text, tokenizer)
     if len(tokens) < 4:
         raise CLIError(f"--text {args.text}: only {len(tokens)} {args.level} tokens")
@@ -172,7 +188,7 @@ def train(args):
         vocab = Vocabulary.build([tokens], specials=())
     else:
         vocab = Vocabulary.build([tokens[:n_train]], min_freq=args.min_freq,
-                                 max_size=args.max_vocab, specials=(UNK,))
+                                 max_size=args.max_vocab, specials=(PAD, UNK) if words else (UNK,))
     ids = np.array(vocab.encode(tokens), dtype=np.int64)
     train_ids, valid_ids = _split(ids, args.valid_fraction, args.batch_size)
     train_b = _Chunks(train_ids, args.batch_size, args.seq_len)

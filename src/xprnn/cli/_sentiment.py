@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import cells
-from . import _baseline, _checks, _export
+from . import _baseline, _checks, _export, _pretrained
 from . import _common as c
 from . import _sentiment_data as sd
 from . import _team as team
@@ -58,6 +58,7 @@ def add_parser(sub):
     m.add_argument("--dropout", type=c.fraction, default=d["dropout"], metavar="P",
                    help="dropout on embeddings, between layers and before the output layer")
     tc.add_noise_options(m)
+    _pretrained.add_options(t.add_argument_group("fine-tuning a language model"))
     x = t.add_argument_group("text")
     x.add_argument("--max-len", type=c.positive_int, default=d["max_len"], metavar="N",
                    help="longest review kept, in tokens")
@@ -180,14 +181,17 @@ def train(args):
             "tokenizer": {"level": "word", "lowercase": True,
                           "stopwords": None if args.stopwords == "none" else args.stopwords},
             "classes": classes, "max_len": args.max_len, "truncate": args.truncate}
+    lm = None
+    if args.init_from is not None:
+        lm, lm_vocab, meta["tokenizer"] = _pretrained.load(args, xp, device)
     tokens = sd.tokenize(texts, meta)
     dropped = [i for i in tr if not tokens[i]]  # nothing to learn from an empty text
     tr = np.array([i for i in tr if tokens[i]], dtype=np.int64)
     if tr.size == 0:
         raise CLIError("--data: no training row has any word left after tokenizing")
     try:
-        vocab = Vocabulary.build([tokens[i] for i in tr], min_freq=args.min_freq,
-                                 max_size=args.max_vocab)
+        vocab = lm_vocab if lm is not None else Vocabulary.build(
+            [tokens[i] for i in tr], min_freq=args.min_freq, max_size=args.max_vocab)
     except ValueError as e:  # e.g. --max-vocab below the 2 specials
         raise CLIError(f"--max-vocab {args.max_vocab}: {e}") from None
     meta["vocab"] = vocab.to_dict()
@@ -210,6 +214,11 @@ def train(args):
     options = {k: v for k, v in vars(args).items() if k != "run"}
     model.meta = {**meta, "options": options}
     say = tc.say(args)
+    if lm is not None:
+        copied, fresh = _pretrained.start_from(model, lm, vocab.pad_id)
+        if not args.json:
+            say(f"starting from the language model in {args.init_from}: {len(copied)} "
+                f"parameters copied, {', '.join(fresh)} fresh")
     if not args.json:
         say(f"training on {tr.size} reviews ({va.size} for validation"
             + (f", {len(dropped)} empty after tokenizing dropped" if dropped else "")
@@ -223,7 +232,8 @@ def train(args):
         if not args.json:
             say(_baseline.describe(baseline))
     history, seconds = tc.train_and_save(model, train_b, valid_b, args, out, options, say,
-                                        f"sentiment: {args.cell} {args.hidden}")
+                                        f"sentiment: {args.cell} {args.hidden}",
+                                        _pretrained.lr_scale(model, args, len(train_b)))
     best = c.best_record(history)
     epochs, train_seconds, tps = c.throughput(history)
     result = {"train_size": int(tr.size), "valid_size": int(va.size), "vocab_size": len(vocab),

@@ -118,7 +118,7 @@ def check_resumable(args, model):
                        f"{' and '.join(changed)}; was a data file changed?")
 
 
-def train_and_save(model, train_b, valid_b, args, out, options, say, title):
+def train_and_save(model, train_b, valid_b, args, out, options, say, title, lr_scale=None):
     """``fit`` with the options every train command shares (optimizer, clipping, patience, time
     limit, the model in ``out`` after every epoch (the best one when there is validation), the
     training state beside it, ``--resume``), then save the model and its history and learning
@@ -127,7 +127,10 @@ def train_and_save(model, train_b, valid_b, args, out, options, say, title):
 
     Under ``mpiexec`` with several processes the run is data-parallel
     (:class:`~xprnn.training.parallel.DataParallel`): process 0 writes every file and prints,
-    the others print nothing to stdout; an error in one process ends them all."""
+    the others print nothing to stdout; an error in one process ends them all.
+
+    ``lr_scale`` is the optimizer's per-parameter learning-rate factor
+    (:attr:`xprnn.optim.Optimizer.lr_scale`), for fine-tuning."""
     from ..training import TrainingDiverged, TrainingInterrupted, fit
     from ..training.state import STATE_NAME, ResumeError
 
@@ -146,9 +149,11 @@ def train_and_save(model, train_b, valid_b, args, out, options, say, title):
     deadline = None if args.max_minutes is None else time.monotonic() + 60 * args.max_minutes
     t0 = time.perf_counter()
     state = out / STATE_NAME
+    optimizer = make_optimizer(args.optimizer, args.lr)
+    optimizer.lr_scale = lr_scale
     try:
         history = (fit if team is None else team.fit)(
-            model, train_b, make_optimizer(args.optimizer, args.lr), args.epochs,
+            model, train_b, optimizer, args.epochs,
             valid=valid_b, clip=args.clip or None, patience=args.patience, checkpoint=out,
             progress=progress_on(args), log=say, deadline=deadline, state=state,
             resume=state if args.resume is not None else None)

@@ -3,6 +3,7 @@ and a linear head gives class logits."""
 
 from __future__ import annotations
 
+import re
 import weakref
 
 import numpy as np
@@ -109,3 +110,12 @@ class SequenceClassifier(Classifying, RNNModel):
         grads.update({f"rnn.{k}": v for k, v in g.items()})
         self._embed_backward(e_cache, de, grads)
         return {k: grads[k] for k in self.state_dict()}
+
+    def layer_groups(self):
+        """Parameter names by layer, the output layer first, then the recurrent layers from the
+        top down, the embedding last: the groups of :func:`xprnn.optim.layerwise`."""
+        names = list(self.state_dict())
+        rnn = [[n for n in names if n.startswith("rnn.") and re.search(rf"_l{i}(_|$)", n)]
+               for i in reversed(range(self.rnn.num_layers))]
+        return [[n for n in names if n.startswith("fc.")], *rnn,
+                [n for n in names if n.startswith("embedding.")]]

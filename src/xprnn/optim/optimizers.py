@@ -59,7 +59,16 @@ class Optimizer:
 
     Subclasses define ``_init_state(p, *, xp) -> dict`` and
     ``_update(p, g, state, lr, *, xp) -> (new_p, new_state)``, both pure.
+
+    Attributes
+    ----------
+    lr_scale : callable ``(name, step) -> float`` or None
+        Multiplies the learning rate of parameter ``name`` at step ``step`` (e.g.
+        :func:`xprnn.optim.layerwise`: smaller rates for lower layers, frozen layers at 0). A
+        parameter whose rate is 0 is frozen: neither it nor its state changes.
     """
+
+    lr_scale = None
 
     def __init__(self, lr):
         self.lr = _check_lr(lr)
@@ -98,9 +107,12 @@ class Optimizer:
         names = [f"{w}[{k!r}]" for k, _, _ in todo for w in ("params", "grads")]
         xp = namespace(*arrays, names=names)
         self._check_state_with(todo[0][0], todo[0][1])
-        lr = self.current_lr()
+        lr, scale = self.current_lr(), self.lr_scale
         new = dict(params)
         for k, p, g in todo:
+            lr_k = lr if scale is None else lr * scale(k, self.step_count)
+            if lr_k == 0:  # frozen
+                continue
             if tuple(g.shape) != tuple(p.shape):
                 raise ValueError(
                     f"grads[{k!r}] has shape {tuple(g.shape)}, but params[{k!r}] has "
@@ -109,7 +121,7 @@ class Optimizer:
             state = self.state.get(k)
             if state is None:
                 state = self._init_state(p, xp=xp)
-            new[k], self.state[k] = self._update(p, g, state, lr, xp=xp)
+            new[k], self.state[k] = self._update(p, g, state, lr_k, xp=xp)
         self.step_count += 1
         return new
 

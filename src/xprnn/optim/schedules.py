@@ -7,7 +7,7 @@ import numbers
 
 from .optimizers import _check, _check_lr, _check_nonneg, _is_number
 
-__all__ = ["step_decay", "cosine_decay"]
+__all__ = ["step_decay", "cosine_decay", "layerwise"]
 
 
 def step_decay(lr, step_size, gamma=0.1):
@@ -49,3 +49,41 @@ def cosine_decay(lr, total_steps, warmup=0, min_lr=0.0):
         return min_lr + (lr - min_lr) * (1 + math.cos(math.pi * k / (total_steps - warmup))) / 2
 
     return schedule
+
+
+def layerwise(groups, factor=1.0, unfreeze_every=None):
+    """Per-parameter learning-rate multipliers for fine-tuning (ULMFiT's discriminative rates
+    and gradual unfreezing), for an optimizer's ``lr_scale``.
+
+    Parameters
+    ----------
+    groups : sequence of sequences of str
+        Parameter names by layer, the output layer first (e.g.
+        :meth:`xprnn.models.SequenceClassifier.layer_groups`).
+    factor : float
+        Group ``g`` learns at ``lr / factor ** g`` (ULMFiT: 2.6); 1 keeps one rate.
+    unfreeze_every : int, optional
+        Group ``g`` stays frozen for the first ``g * unfreeze_every`` steps: with the steps of
+        one epoch, epoch 1 trains the output layer only, epoch 2 also the top recurrent layer,
+        and so on.
+
+    Returns
+    -------
+    callable ``scale(name, step) -> float``
+        Names in no group are treated as the output layer's.
+    """
+    if not _is_number(factor) or factor < 1:
+        raise ValueError(f"Invalid factor: expected a number >= 1, got {factor!r}")
+    if unfreeze_every is not None and (isinstance(unfreeze_every, bool) or not isinstance(
+            unfreeze_every, numbers.Integral) or unfreeze_every < 1):
+        raise ValueError(f"Invalid unfreeze_every: expected a positive int, got "
+                         f"{unfreeze_every!r}")
+    index = {name: g for g, names in enumerate(groups) for name in names}
+
+    def scale(name, step):
+        g = index.get(name, 0)
+        if unfreeze_every is not None and step < g * unfreeze_every:
+            return 0.0
+        return float(factor) ** -g
+
+    return scale
