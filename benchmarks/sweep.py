@@ -1,0 +1,160 @@
+"""The defaults sweep behind ``docs/results.md``: sentiment models against the bag-of-words
+baseline on data sets of different sizes and text lengths, all cut from IMDB.
+
+Data sets (written once as CSV under ``--work``, test sets of ``--test-size`` reviews from IMDB's
+test split, the same for every run):
+
+- ``imdb-2k``, ``imdb-10k``, ``imdb-25k``: that many training reviews, whole;
+- ``first30-2k``, ``first30-10k``: only the first 30 words of each review (a short-text
+  stand-in: tweets, product snippets);
+- ``sentence-2k``: only each review's first sentence.
+
+Every configuration in ``CONFIGS`` runs ``xprnn sentiment train --json`` on every chosen data
+set (NumPy, one BLAS thread, one process at a time) and the baseline comes with each run; the
+results go to ``--work/sweep.jsonl`` (one line per run, appended, so a sweep can be resumed and
+extended) and a Markdown table is printed.
+
+    python benchmarks/sweep.py [--sets imdb-2k first30-2k ...] [--configs default bigru ...]
+                               [--data DIR] [--work runs/sweep] [--table]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+
+SETS = {"imdb-2k": (2000, None), "imdb-10k": (10000, None), "imdb-25k": (25000, None),
+        "first30-2k": (2000, "first30"), "first30-10k": (10000, "first30"),
+        "sentence-2k": (2000, "sentence")}
+
+COMMON = ["--seed", "0", "--no-progress", "--json", "--valid-fraction", "0.1"]
+CONFIGS = {
+    # the CLI's defaults as they are
+    "default": [],
+    "default-10ep": ["--epochs", "10", "--patience", "3"],
+    "bigru": ["--bidirectional", "--epochs", "10", "--patience", "3"],
+    "bigru-max": ["--bidirectional", "--pooling", "max", "--dropout", "0.5", "--epochs", "10",
+                  "--patience", "3"],
+    "lstm": ["--cell", "lstm", "--epochs", "10", "--patience", "3"],
+    "gru-lr5e-3": ["--lr", "5e-3", "--epochs", "10", "--patience", "3"],
+}
+
+
+def _cut(text, how):
+    text = re.sub(r"<br\s*/?>", " ", text)
+    if how == "first30":
+        return " ".join(text.split()[:30])
+    if how == "sentence":
+        return re.split(r"(?<=[.!?])\s+", text.strip(), maxsplit=1)[0]
+    return text
+
+
+def _write(path, texts, labels):
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["review", "sentiment"])
+        w.writerows(zip(texts, labels, strict=True))
+
+
+def make_sets(names, data, work, test_size):
+    """Write each chosen data set's train.csv and test.csv (once); returns their paths."""
+    from xprnn.text.readers import read_imdb
+
+    imdb = data / "imdb" / "aclImdb_v1_train_test_text.tar.gz"
+    todo = [n for n in names if not (work / n / "test.csv").is_file()]
+    if todo:
+        train, test = read_imdb(imdb, "train"), read_imdb(imdb, "test")
+    paths = {}
+    for name in names:
+        size, how = SETS[name]
+        folder = work / name
+        paths[name] = folder / "train.csv", folder / "test.csv"
+        if name not in todo:
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        for (texts, labels), n, path, seed in ((train, size, paths[name][0], 1),
+                                               (test, test_size, paths[name][1], 2)):
+            keep = np.random.default_rng(seed).permutation(len(texts))[:n]
+            _write(path, [_cut(texts[i], how) for i in keep], [labels[i] for i in keep])
+    return paths
+
+
+def run(name, config, paths, work):
+    out = work / "models" / f"{name}-{config}"
+    cmd = [sys.executable, "-m", "xprnn", "sentiment", "train", "--data", str(paths[0]),
+           "--test", str(paths[1]), *CONFIGS[config], *COMMON, "--out", str(out), "--force"]
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    env["OPENBLAS_NUM_THREADS"] = "1"
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    m = json.loads(r.stdout.strip().splitlines()[-1])
+    return {"set": name, "config": config, "args": CONFIGS[config],
+            "test_accuracy": m["test_accuracy"], "baseline": m["baseline"]["test_accuracy"],
+            "baseline_seconds": m["baseline"]["seconds"], "epochs": m["epochs"],
+            "best_epoch": m["best_epoch"], "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def table(records):
+    """Markdown: one row per data set, the baseline then each configuration (test accuracy,
+    bold where it beats the baseline)."""
+    sets = list(dict.fromkeys(r["set"] for r in records))
+    configs = list(dict.fromkeys(r["config"] for r in records))
+    by = {(r["set"], r["config"]): r for r in records}
+    lines = ["| data set | baseline | " + " | ".join(configs) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in configs) + " |"]
+    for s in sets:
+        base = next(r["baseline"] for r in records if r["set"] == s)
+        cells = []
+        for c in configs:
+            r = by.get((s, c))
+            if r is None:
+                cells.append("")
+                continue
+            acc = f"{r['test_accuracy']:.3f}"
+            cells.append((f"**{acc}**" if r["test_accuracy"] > r["baseline"] else acc)
+                         + f" ({r['seconds']:.0f} s)")
+        lines.append(f"| {s} | {base:.3f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sets", nargs="+", choices=list(SETS), default=list(SETS))
+    ap.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    ap.add_argument("--work", type=Path, default=REPO / "runs" / "sweep")
+    ap.add_argument("--test-size", type=int, default=5000)
+    ap.add_argument("--table", action="store_true", help="only print the table of what ran")
+    args = ap.parse_args(argv)
+    log = args.work / "sweep.jsonl"
+    done = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+    if not args.table:
+        if not args.data.is_dir():
+            sys.exit(f"sweep: data sets not found at {args.data} (give --data DIR)")
+        paths = make_sets(args.sets, args.data, args.work, args.test_size)
+        for s in args.sets:
+            for c in args.configs:
+                if any(r["set"] == s and r["config"] == c for r in done):
+                    continue
+                rec = run(s, c, paths[s], args.work)
+                print(json.dumps(rec), flush=True)
+                done.append(rec)
+                with open(log, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(rec) + "\n")
+    print(table(done))
+
+
+if __name__ == "__main__":
+    main()
