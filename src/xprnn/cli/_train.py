@@ -14,7 +14,7 @@ from ._team import current as _team
 
 __all__ = ["make_optimizer", "progress_on", "say", "add_noise_options", "noise_options",
            "add_run_options", "apply_resume", "prepare_out", "check_resumable",
-           "train_and_save"]
+           "train_and_save", "diverged_message"]
 
 
 def make_optimizer(name, lr):
@@ -155,8 +155,7 @@ def train_and_save(model, train_b, valid_b, args, out, options, say, title):
     except TrainingDiverged as e:
         if lead:
             write_history(out, e.history, options, f"{title} (diverged)")
-        raise CLIError(f"{e}; try a smaller --lr or a --clip", code=1,
-                       everywhere=True) from None
+        raise CLIError(diverged_message(e.history, args, out), code=1, everywhere=True) from None
     except TrainingInterrupted as e:
         if lead:
             write_history(out, e.history, options, f"{title} (interrupted)")
@@ -174,6 +173,18 @@ def train_and_save(model, train_b, valid_b, args, out, options, say, title):
         model.save(out)
         write_history(out, history, options, title)
     return history, seconds
+
+
+def diverged_message(history, args, out):
+    """One line for a diverged run: what happened and where, which model (if any) is kept in
+    ``out`` (the best epoch's, saved before; never the exploded parameters), and what to try."""
+    if history.best_epoch is not None:
+        kept = f"the model of epoch {history.best_epoch}, the best before that, is kept in {out}"
+    else:
+        kept = "no model was saved (no epoch ended with a usable model)"
+    clip = (f"a smaller --clip than {args.clip:g}" if args.clip else "--clip 1")
+    return (f"training diverged: {history.stop_reason}; {kept}; try a smaller --lr than "
+            f"{args.lr:g}, or {clip}")
 
 
 def add_noise_options(group):
