@@ -27,7 +27,7 @@ from collections import Counter
 
 import numpy as np
 
-from . import _lm, _sentiment
+from . import _lm, _sentiment, _team
 from ._common import CLIError, HelpFormatter
 from ._team import end_job
 
@@ -77,7 +77,7 @@ def main(argv=None) -> int:
         with np.errstate(over="call", invalid="call", divide="call",
                          call=lambda kind, flag: trouble.update([kind])):
             code = args.run(args)
-        if trouble:
+        if trouble and not _team.follower():
             kinds = ", ".join(f"{kind} ({n} times)" for kind, n in sorted(trouble.items()))
             print(f"xprnn: note: NumPy met floating-point {kinds} in this run: values left the "
                   "data type's range, so results may be unreliable", file=sys.stderr)
