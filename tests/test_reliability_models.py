@@ -208,6 +208,60 @@ def test_recurrent_backward_checks_the_cache(xp, device, asarray):
     assert tuple(dx.shape) == (5, 2, 8)
 
 
+@pytest.mark.parametrize("kind", ["RNNCell", "LSTMCell", "GRUCell"])
+def test_cell_backward_checks_the_cache_and_gradients(xp, device, asarray, kind):
+    cls = getattr(xprnn, kind)
+    x = asarray(np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32))
+    wide, narrow = cls(8, 6, xp=xp, device=device, seed=0), cls(4, 6, xp=xp, device=device)
+    state, cache = wide.forward(x)
+    h = state[0] if kind == "LSTMCell" else state
+    with pytest.raises(ValueError, match=rf"cache was made by another layer \({kind}\(8, 6"):
+        narrow.backward(cache, state)  # was: dx of the wrong width, silently
+    with pytest.raises(TypeError, match=r"StepCache .* got None \(forward\(\.\.\., keep=False\)"):
+        wide.backward(wide.forward(x, keep=False)[1], state)
+    with pytest.raises(TypeError, match=r"got tuple"):
+        wide.backward(tuple(cache), state)
+    bad = h[:2, ...]
+    name = r"d_state\[0\]" if kind == "LSTMCell" else "d_state"
+    with pytest.raises(ValueError, match=rf"{name} has shape \(2, 6\), expected \(3, 6\) \(the "
+                                         r"shape of"):
+        wide.backward(cache, (bad, None) if kind == "LSTMCell" else bad)
+    if kind == "LSTMCell":
+        with pytest.raises(ValueError, match=r"d_state must be a tuple of 2 .* got 1 entry"):
+            wide.backward(cache, h)
+    dx, _, grads = wide.backward(cache, state)
+    assert tuple(dx.shape) == (3, 8) and sorted(grads) == sorted(wide.state_dict())
+
+
+def test_linear_and_embedding_backward_check_the_cache_and_gradient(xp, device, asarray):
+    x = asarray(np.random.default_rng(0).standard_normal((2, 5, 8)).astype(np.float32))
+    a, b = xprnn.Linear(8, 3, xp=xp, device=device), xprnn.Linear(4, 3, xp=xp, device=device)
+    y, cache = a.forward(x)
+    with pytest.raises(ValueError, match=r"cache was made by another layer \(Linear\(8, 3"):
+        b.backward(cache, y)  # was: a raw matmul error, or silently wrong for equal widths
+    with pytest.raises(TypeError, match=r"LinearCache .* got None$"):
+        a.backward(None, y)
+    with pytest.raises(ValueError, match=r"dy has shape \(2, 5, 2\), expected \(2, 5, 3\) \(the "
+                                         r"shape of y from forward\)"):
+        a.backward(cache, y[..., :2])  # was: a raw broadcast error
+    dx, grads = a.backward(cache, y)
+    assert tuple(dx.shape) == (2, 5, 8) and sorted(grads) == ["bias", "weight"]
+
+    ids = asarray(np.array([[1, 2], [3, 0]]))
+    e, f = xprnn.Embedding(10, 4, xp=xp, device=device), xprnn.Embedding(10, 4, xp=xp,
+                                                                          device=device)
+    y, cache = e.forward(ids)
+    with pytest.raises(ValueError, match=r"cache was made by another layer"):
+        f.backward(cache, y)  # same shapes: was silently accepted
+    with pytest.raises(TypeError, match=r"EmbeddingCache .* got None$"):
+        e.backward(None, y)
+    with pytest.raises(TypeError, match=r"EmbeddingCache .* got LinearCache"):
+        e.backward(a.forward(x)[1], y)
+    with pytest.raises(ValueError, match=r"dy must have the shape of the forward output"):
+        e.backward(cache, y[:1, ...])
+    assert tuple(e.backward(cache, y)[1]["weight"].shape) == (10, 4)
+
+
 def test_model_backward_checks_the_cache(xp, device):
     ids, lengths = np.array([[1, 2, 3], [4, 5, 0]]), [3, 2]
     a, b = (SequenceClassifier(10, 4, 4, 3, xp=xp, device=device, seed=s) for s in (0, 1))
