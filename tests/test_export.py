@@ -350,18 +350,18 @@ def test_cli_export_errors(tmp_path, cli, unmapped_cell, monkeypatch):
     wrong = xprnn.SequenceClassifier(9, 3, 4, 2, seed=0)
     wrong.meta = meta
     wrong.save(tmp_path / "wrong")
-    assert "its vocabulary holds 4 tokens but the model has vocab_size 9" in _error(
+    assert "the saved vocabulary has 4 tokens, the model 9" in _error(
         cli, "sentiment", "export", "--model", tmp_path / "wrong", *out)
     three = xprnn.SequenceClassifier(4, 3, 4, 3, seed=0)
     three.meta = meta
     three.save(tmp_path / "three")
-    assert "it names 2 classes but the model has num_classes 3" in _error(
+    assert "the saved classes ['neg', 'pos'] do not match the model's 3 outputs" in _error(
         cli, "sentiment", "export", "--model", tmp_path / "three", *out)
     bare = xprnn.SequenceClassifier(4, 3, 4, 2, seed=0)
     bare.meta = {"task": "sentiment"}
     bare.save(tmp_path / "bare")
-    assert "its saved meta lacks ['vocab', 'tokenizer', 'classes', 'max_len', 'truncate']" in \
-        _error(cli, "sentiment", "export", "--model", tmp_path / "bare", *out)
+    assert "the saved meta needs 'vocab' as a dict, found nothing" in _error(
+        cli, "sentiment", "export", "--model", tmp_path / "bare", *out)
     odd = xprnn.SequenceClassifier(4, 3, 4, 2, cell=unmapped_cell, seed=0)
     odd.meta = meta
     odd.save(tmp_path / "odd")

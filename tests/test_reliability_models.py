@@ -97,6 +97,36 @@ def test_cli_checks_the_saved_meta(tmp_path, capsys):
     assert "the saved meta needs 'vocab' as a dict, found nothing" in err
 
 
+def _meta(**changes):
+    vocab = xprnn.text.Vocabulary(["<pad>", "<unk>", "good", "bad"])
+    meta = {"task": "sentiment", "vocab": vocab.to_dict(), "classes": ["neg", "pos"],
+            "tokenizer": {"level": "word", "lowercase": True, "stopwords": None},
+            "max_len": 10, "truncate": "head", **changes}
+    return {k: v for k, v in meta.items() if v is not None}
+
+
+@pytest.mark.parametrize("task, changes, message", [
+    ("sentiment", {"classes": None}, "the saved meta needs 'classes' as a list, found nothing"),
+    ("sentiment", {"vocab": None}, "the saved meta needs 'vocab' as a dict, found nothing"),
+    ("sentiment", {"classes": 2}, "the saved meta needs 'classes' as a list, found int"),
+    ("sentiment", {"tokenizer": "words"}, "the saved meta needs 'tokenizer' as a dict, found str"),
+    ("sentiment", {"max_len": "10"}, "the saved meta needs 'max_len' as an int, found str"),
+    ("sentiment", {"classes": [1, 2]}, "the saved classes [1, 2] do not match"),
+    ("lm", {"tokenizer": {"level": "char"}}, "the saved tokenizer is malformed"),
+], ids=["no_classes", "no_vocab", "int_classes", "str_tokenizer", "str_max_len",
+        "int_labels", "lm_tokenizer"])
+def test_export_checks_the_saved_meta_as_eval_does(tmp_path, capsys, task, changes, message):
+    model = (SequenceClassifier(4, 3, 4, 2, seed=0) if task == "sentiment"
+             else LanguageModel(4, 3, 4, seed=0))
+    model.meta = {**_meta(**changes), "task": task}
+    model.save(tmp_path / "m")
+    code, out, err = _run(capsys, task, "export", "--model", tmp_path / "m", "--out",
+                          tmp_path / "m.onnx")
+    assert code == 2 and out == ""  # was: TypeError/AttributeError/KeyError tracebacks
+    assert err.startswith(f"xprnn: error: --model {tmp_path / 'm'}: {message}")
+    assert err.count("\n") == 1 and not (tmp_path / "m.onnx").exists()
+
+
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-2, 2**40) | st.floats(allow_nan=False)
     | st.text(max_size=8),

@@ -93,7 +93,8 @@ def check_meta(model, where, task):
     for key, kind in need.items():
         if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
             got = "nothing" if key not in meta else type(meta[key]).__name__
-            raise CLIError(f"--model {where}: the saved meta needs {key!r} as a "
+            article = "an" if kind.__name__[0] in "aeiou" else "a"
+            raise CLIError(f"--model {where}: the saved meta needs {key!r} as {article} "
                            f"{kind.__name__}, found {got}; was it saved by xprnn {task} train?")
     try:
         vocab = Vocabulary.from_dict(meta["vocab"])
