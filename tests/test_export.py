@@ -16,6 +16,7 @@ import itertools
 import json
 import re
 import sys
+import unicodedata
 
 import numpy as np
 import pytest
@@ -241,7 +242,7 @@ def _reviews(n, seed):
         words = list(rng.choice(filler, size=int(rng.integers(2, 12))))
         words.insert(int(rng.integers(0, len(words) + 1)),
                      str(rng.choice(good if label == "pos" else bad)))
-        rows.append(f'"{" ".join(words).capitalize()}!<br />It\'s #{i}.",{label}')
+        rows.append(f'"{" ".join(words).capitalize()}!<br />It\'s #{i} clichés.",{label}')
     return "review,sentiment\n" + "\n".join(rows) + "\n"
 
 
@@ -251,9 +252,15 @@ def _serve_classifier(spec, session, texts):
     tok, index = spec["tokenizer"], {t: i for i, t in enumerate(spec["vocab"])}
     rows = []
     for text in texts:
-        text = re.sub(tok["break_pattern"], " ", text.lower(), flags=re.IGNORECASE)
-        words = [w for w in re.sub(tok["drop_pattern"], "", text).split()
-                 if w not in set(tok["stopwords"])]
+        text = re.sub(tok["break_pattern"], " ", text, flags=re.IGNORECASE)
+        if tok["rule"] == "ascii":
+            words = re.sub(tok["drop_pattern"], "", text.lower()).split()
+        else:  # token_pattern [\p{L}\p{N}\p{M}]+: re has no \p, so the categories are tested
+            text = re.sub(tok["drop_pattern"], "",
+                          unicodedata.normalize("NFC", text.casefold()))
+            words = "".join(c if unicodedata.category(c)[0] in "LNM" else " "
+                            for c in text).split()
+        words = [w for w in words if w not in set(tok["stopwords"])]
         ids = [index.get(w, spec["unk_id"]) for w in words] or [spec["unk_id"]]
         n = spec["max_len"]
         rows.append({"head": ids[:n], "tail": ids[-n:],
@@ -266,15 +273,15 @@ def _serve_classifier(spec, session, texts):
     return session.run(["probabilities"], {"ids": ids, "lengths": lengths})[0]
 
 
-@pytest.mark.parametrize("truncate", ["tail", "both"])
-def test_cli_sentiment_export_round_trip(tmp_path, cli, truncate):
+@pytest.mark.parametrize("truncate, rule", [("tail", "unicode"), ("both", "ascii")])
+def test_cli_sentiment_export_round_trip(tmp_path, cli, truncate, rule):
     data = tmp_path / "train.csv"
     data.write_text(_reviews(120, 0), encoding="utf-8")
     model = tmp_path / "model"
     code, _, err = cli("sentiment", "train", "--data", data, "--out", model, "--embedding-dim",
                        "8", "--hidden", "8", "--epochs", "1", "--no-progress", "--json",
                        "--bidirectional", "--stopwords", "english", "--max-len", "5",
-                       "--truncate", truncate)
+                       "--truncate", truncate, "--tokenizer", rule)
     assert code == 0, err
     code, out, err = cli("sentiment", "export", "--model", model, "--out", tmp_path / "s.onnx")
     assert code == 0 and err == ""
@@ -286,7 +293,8 @@ def test_cli_sentiment_export_round_trip(tmp_path, cli, truncate):
     assert (spec["pad_id"], spec["unk_id"]) == (0, 1) and spec["vocab"][:2] == ["<pad>", "<unk>"]
     assert "the" in spec["tokenizer"]["stopwords"] and "the" not in spec["vocab"]
     texts = ["The plot was GREAT, very moving!<br/>superb", "dull", "the and a",
-             "zzz unknown words here", "a great film and a moving plot, not dull at all"]
+             "zzz unknown words here", "a great film and a moving plot, not dull at all",
+             "Clichés, but GREAT Straße 2 it's #7 of the 21st"]
     got = _serve_classifier(spec, _session(tmp_path / "s.onnx"), texts)
     code, out, _ = cli("sentiment", "predict", "--model", model, "--json", *texts)
     want = [[r["probabilities"][k] for k in spec["classes"]] for r in map(json.loads,

@@ -72,8 +72,35 @@ def _write(model, args, out, sidecar):
     return 0
 
 
+def _word_rules(rule, stopwords):
+    """The rules of :func:`xprnn.text.tokenize_words` with ``rule``, spelled out for a server
+    in any language."""
+    from ..text._unicode import APOSTROPHES, TOKEN_PATTERN
+    from ..text.vocabulary import _BREAK, _NOT_LETTER
+
+    if rule == "ascii":
+        return {"level": "word", "rule": "ascii",
+                "steps": ["lowercase",
+                          "replace each match of break_pattern (case-insensitive) by a space",
+                          "delete each match of drop_pattern", "split on whitespace",
+                          "drop the words in stopwords"],
+                "break_pattern": _BREAK.pattern, "drop_pattern": _NOT_LETTER.pattern,
+                "stopwords": stopwords}
+    return {"level": "word", "rule": "unicode",
+            "steps": ["replace each match of break_pattern (case-insensitive) by a space",
+                      "case-fold (full Unicode case folding, e.g. Python's str.casefold)",
+                      "normalize to NFC", "delete each match of drop_pattern (apostrophes)",
+                      "take each match of token_pattern as a word (a run of letters, numbers "
+                      "and combining marks, Unicode categories L, N and M; anything else, "
+                      "underscore included, separates words)",
+                      "drop the words in stopwords"],
+            "break_pattern": _BREAK.pattern, "drop_pattern": APOSTROPHES.pattern,
+            "token_pattern": TOKEN_PATTERN, "stopwords": stopwords}
+
+
 def export_sentiment(args):
-    from ..text.vocabulary import _BREAK, _NOT_LETTER, english_stopwords
+    from ..text.vocabulary import english_stopwords
+    from ._sentiment_data import word_rule
 
     model = c.load_model(args, "sentiment")
     out = _out_path(args)
@@ -81,15 +108,7 @@ def export_sentiment(args):
     vocab = check_meta(model, args.model, "sentiment")  # the checks of eval and predict
     stop = meta["tokenizer"].get("stopwords")
     stopwords = sorted(english_stopwords()) if stop == "english" else sorted(stop or [])
-    # the rules of xprnn.text.tokenize_words, spelled out for a server in any language
-    tokenizer = {
-        "level": "word",
-        "steps": ["lowercase", "replace each match of break_pattern (case-insensitive) by a space",
-                  "delete each match of drop_pattern", "split on whitespace",
-                  "drop the words in stopwords"],
-        "break_pattern": _BREAK.pattern, "drop_pattern": _NOT_LETTER.pattern,
-        "stopwords": stopwords,
-    }
+    tokenizer = _word_rules(word_rule(meta), stopwords)
     return _write(model, args, out, {
         "inputs": {"ids": "int64 (batch, time): token ids, each row right-padded with pad_id",
                    "lengths": "int64 (batch,): the valid tokens of each row, 1 to time"},

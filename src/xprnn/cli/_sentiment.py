@@ -69,6 +69,11 @@ def add_parser(sub):
                    help="vocabulary size cap, <pad> and <unk> included")
     x.add_argument("--stopwords", choices=("none", "english"), default=d["stopwords"],
                    help="drop NLTK's English stop words")
+    # no default here: a run resumed from before the option was saved with the ASCII rule
+    x.add_argument("--tokenizer", choices=("unicode", "ascii"), default=None,
+                   help="unicode: words are runs of letters and digits of any script, "
+                        "case-folded ('clichés', '21st'); ascii: the seed notebook's ASCII "
+                        "letters only ('clichs', 'st') (default: unicode)")
     o = t.add_argument_group("training")
     o.add_argument("--batch-size", type=c.positive_int, default=d["batch_size"], metavar="N",
                    help="reviews per step")
@@ -170,14 +175,16 @@ def train(args):
     from ..models import SequenceClassifier
     from ..text import Vocabulary
 
-    tc.apply_resume(args, epochs=DEFAULTS["epochs"])
+    tc.apply_resume(args, epochs=DEFAULTS["epochs"],
+                    tokenizer="ascii" if args.resume is not None else "unicode")
     out = tc.prepare_out(args)
     xp, device = c.backend_from_args(args)
     texts, y, classes, test = _load_train_data(args)
     tr, va = _split(len(texts), args.valid_fraction, args.seed)
     meta = {"task": "sentiment",
             "tokenizer": {"level": "word", "lowercase": True,
-                          "stopwords": None if args.stopwords == "none" else args.stopwords},
+                          "stopwords": None if args.stopwords == "none" else args.stopwords,
+                          "rule": args.tokenizer},
             "classes": classes, "max_len": args.max_len, "truncate": args.truncate}
     tokens = sd.tokenize(texts, meta)
     dropped = [i for i in tr if not tokens[i]]  # nothing to learn from an empty text

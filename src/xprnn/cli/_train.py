@@ -112,7 +112,15 @@ def check_resumable(args, model):
     from ..training.state import read_meta
 
     saved = read_meta(args.resume)
-    changed = [k for k in ("vocab", "classes", "tokenizer") if saved.get(k) != model.meta.get(k)]
+
+    def same(key):
+        a, b = saved.get(key), model.meta.get(key)
+        if key == "tokenizer" and isinstance(a, dict) and isinstance(b, dict):
+            # a run saved before the word rule was a choice used the ASCII rule
+            a, b = {"rule": "ascii", **a}, {"rule": "ascii", **b}
+        return a == b
+
+    changed = [k for k in ("vocab", "classes", "tokenizer") if not same(k)]
     if changed:
         raise CLIError(f"--resume {args.resume}: the data no longer gives the run's "
                        f"{' and '.join(changed)}; was a data file changed?")
