@@ -7,7 +7,9 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -396,3 +398,54 @@ def test_a_run_saved_before_the_rule_resumes_with_the_ascii_rule(tmp_path, capsy
                         "--no-progress")
     assert code == 0, err
     assert _saved_meta(out)["tokenizer"]["rule"] == "ascii"
+
+
+# -- case 9: the README's command draws the learning curve, or says how to get it ----------------
+
+
+def test_cli_says_where_the_learning_curve_is(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    for task, argv in [("sentiment", ["--data", _accented(tmp_path), *TINY]),
+                       ("lm", ["--text", _accented(tmp_path), "--level", "char", "--hidden", "8",
+                               "--seq-len", "10", "--batch-size", "4", "--epochs", "1",
+                               "--no-progress"])]:
+        out = tmp_path / task
+        code, stdout, _ = _run(capsys, task, "train", *argv, "--out", out)
+        assert code == 0
+        assert f"learning curve drawn in {out / 'learning_curve.png'}\n" in stdout
+        assert (out / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+        code, stdout, _ = _run(capsys, task, "train", *argv, "--out", out, "--force", "--json")
+        assert json.loads(stdout)["learning_curve"] == str(out / "learning_curve.png")
+
+
+def test_cli_without_matplotlib_says_how_to_get_the_picture(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails
+    out = tmp_path / "m"
+    code, stdout, err = _run(capsys, "sentiment", "train", "--data", _accented(tmp_path),
+                             "--out", out, *TINY)
+    assert code == 0 and "learning curve drawn" not in stdout
+    (note,) = [line for line in err.splitlines() if "matplotlib" in line]
+    assert note == (f"xprnn: note: no learning curve picture: matplotlib is not installed; to "
+                    f"get {out / 'learning_curve.png'} next time: pip install \"xprnn[plot]\"")
+    assert not (out / "learning_curve.png").exists() and (out / "history.json").exists()
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _readme_commands():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Two commands", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```bash\n(.*?)```", section, re.DOTALL), text
+
+
+def test_the_readme_command_installs_what_draws_the_curve():
+    blocks, _ = _readme_commands()
+    assert len(blocks) == 2 and all(b.count("\n") == 1 for b in blocks)  # two set-up commands
+    assert blocks[0].strip() == 'pip install ".[plot]" && xprnn sentiment train'
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")  # no tomllib on 3.10
+    assert re.search(r'^plot = \["matplotlib>=', pyproject, re.MULTILINE)
+    for page in ("index.md", "tutorials/sentiment.md"):  # the pages that quote it
+        assert "pip install . &&" not in (ROOT / "docs" / page).read_text(encoding="utf-8")
+    assert 'pip install ".[plot]" && xprnn sentiment train' in (
+        ROOT / "docs" / "index.md").read_text(encoding="utf-8")

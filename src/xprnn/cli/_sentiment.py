@@ -221,8 +221,8 @@ def train(args):
             + (f", {len(dropped)} empty after tokenizing dropped" if dropped else "")
             + f"), vocabulary {len(vocab)}, {model.num_parameters():,} parameters, "
             f"{args.cell} {args.hidden} {args.pooling}-pooling")
-    history, seconds = tc.train_and_save(model, train_b, valid_b, args, out, options, say,
-                                        f"sentiment: {args.cell} {args.hidden}")
+    history, seconds, curve = tc.train_and_save(model, train_b, valid_b, args, out, options,
+                                               say, f"sentiment: {args.cell} {args.hidden}")
     best = c.best_record(history)
     epochs, train_seconds, tps = c.throughput(history)
     result = {"train_size": int(tr.size), "valid_size": int(va.size), "vocab_size": len(vocab),
@@ -231,6 +231,7 @@ def train(args):
               "valid_accuracy": best.get("valid_accuracy"), "valid_loss": best.get("valid_loss"),
               "test_size": None, "test_accuracy": None, "test_loss": None,
               "stop_reason": history.stop_reason, "model": str(out),
+              "learning_curve": None if curve is None else str(curve),
               "world_size": history.world_size}
     if test is not None:
         m = sd.evaluate_sets(model, test, meta, vocab, team.evaluate_all,
@@ -261,6 +262,8 @@ def _summary(r, train_seconds):
     for part in tests if len(tests) > 1 else []:  # each --test argument when several
         print(f"  test accuracy {part['accuracy']:.4f} ({part['size']} reviews, {part['data']})")
     print(f"model saved to {r['model']}")
+    if r["learning_curve"]:
+        print(f"learning curve drawn in {r['learning_curve']}")
 
 
 # -- eval / predict ------------------------------------------------------------------------------

@@ -130,7 +130,8 @@ def train_and_save(model, train_b, valid_b, args, out, options, say, title):
     """``fit`` with the options every train command shares (optimizer, clipping, patience, time
     limit, the model in ``out`` after every epoch (the best one when there is validation), the
     training state beside it, ``--resume``), then save the model and its history and learning
-    curve. Returns ``(history, seconds)``; a diverged run becomes a :class:`CLIError` (code 1),
+    curve. Returns ``(history, seconds, curve)``, ``curve`` the learning curve's PNG or None
+    (without matplotlib, or in processes 1..); a diverged run becomes a :class:`CLIError` (code 1),
     Ctrl-C a :class:`~xprnn.training.TrainingInterrupted` that says where everything is.
 
     Under ``mpiexec`` with several processes the run is data-parallel
@@ -177,10 +178,12 @@ def train_and_save(model, train_b, valid_b, args, out, options, say, title):
     except ResumeError as e:  # a training state that does not fit (checked before any change)
         raise CLIError(f"--resume {args.resume}: {e}") from None
     seconds = time.perf_counter() - t0
+    curve = None
     if lead:
         model.save(out)
-        write_history(out, history, options, title)
-    return history, seconds
+        curve = next((p for p in write_history(out, history, options, title)
+                      if p.suffix == ".png"), None)
+    return history, seconds, curve
 
 
 def diverged_message(history, args, out):
