@@ -242,3 +242,25 @@ def test_cli_turns_numpy_overflow_warnings_into_one_note(tmp_path, capsys, backe
                         "--epochs", "1", "--out", tmp_path / "x")
     assert code == 0
     assert "xprnn: note: NumPy met floating-point overflow (4 times) in this run" in err
+
+
+def test_the_console_shows_no_runtime_warning(tmp_path, backend):
+    """What a user sees: ``python -m xprnn`` in a fresh process with Python's default warning
+    filters (which print NumPy's overflow warnings) and with warnings as errors."""
+    if backend != "numpy":
+        pytest.skip("backend-independent; runs under --backend numpy")
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"),
+           "OPENBLAS_NUM_THREADS": "1"}
+    argv = ["-m", "xprnn", "sentiment", "train", "--data", str(_csv(tmp_path)), *TINY,
+            "--optimizer", "sgd", "--clip", "0", "--lr", "1e30", "--epochs", "3"]
+    for flags in ([], ["-W", "error"]):
+        r = subprocess.run([sys.executable, *flags, *argv, "--out", str(tmp_path / str(flags))],
+                           capture_output=True, text=True, env=env, timeout=120)
+        assert r.returncode == 1, r.stderr
+        assert "Warning" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert r.stderr.startswith("xprnn: error: training diverged: loss exploded")
