@@ -215,6 +215,34 @@ def test_cli_keeps_the_best_epoch_saved_before_the_explosion(tmp_path, capsys, b
     assert code == 0 and stdout.strip()
 
 
+def test_cli_says_which_model_is_kept_without_validation_and_with_force(tmp_path, capsys, backend,
+                                                                       monkeypatch):
+    if backend != "numpy":
+        pytest.skip("backend-independent; runs under --backend numpy")
+    real, calls = SequenceClassifier.train_batch, [0]
+
+    def train_batch(self, batch, carry=None):  # 4 steps an epoch: epoch 2 explodes
+        calls[0] += 1
+        loss, grads, carry = real(self, batch, carry)
+        return (loss * 1e6 if calls[0] > 4 else loss), grads, carry
+
+    monkeypatch.setattr(SequenceClassifier, "train_batch", train_batch)
+    out, data = tmp_path / "x", _csv(tmp_path)
+    code, _, err = _run(capsys, "sentiment", "train", "--data", data, *TINY, "--batch-size",
+                        "30", "--valid-fraction", "0", "--epochs", "3", "--out", out)
+    assert code == 1  # without validation the last epoch that ended usable was saved
+    assert f"the model of the last epoch that ended before that is kept in {out}" in err
+    assert (out / WEIGHTS_NAME).exists()
+    calls[0] = 3  # the next run explodes from its second step: its epoch 1 is never saved
+    before = (out / WEIGHTS_NAME).read_bytes()
+    code, _, err = _run(capsys, "sentiment", "train", "--data", data, *TINY, "--batch-size",
+                        "30", "--valid-fraction", "0", "--epochs", "3", "--out", out, "--force")
+    assert code == 1
+    assert f"no model of this run was saved (no epoch ended with a usable model); {out} still " \
+           "holds the earlier run's model" in err
+    assert (out / WEIGHTS_NAME).read_bytes() == before
+
+
 def test_lm_cli_exits_non_zero_on_a_huge_learning_rate(tmp_path, capsys, backend):
     if backend != "numpy":
         pytest.skip("backend-independent; runs under --backend numpy")

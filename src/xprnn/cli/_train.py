@@ -137,6 +137,7 @@ def train_and_save(model, train_b, valid_b, args, out, options, say, title):
     Under ``mpiexec`` with several processes the run is data-parallel
     (:class:`~xprnn.training.parallel.DataParallel`): process 0 writes every file and prints,
     the others print nothing to stdout; an error in one process ends them all."""
+    from ..checkpoint import WEIGHTS_NAME
     from ..training import TrainingDiverged, TrainingInterrupted, fit
     from ..training.state import STATE_NAME, ResumeError
 
@@ -153,6 +154,8 @@ def train_and_save(model, train_b, valid_b, args, out, options, say, title):
     else:  # the summary and --json are process 0's to print
         sys.stdout = open(os.devnull, "w", encoding="utf-8")
     deadline = None if args.max_minutes is None else time.monotonic() + 60 * args.max_minutes
+    weights = out / WEIGHTS_NAME
+    stamp = weights.stat().st_mtime_ns if lead and weights.exists() else None
     t0 = time.perf_counter()
     state = out / STATE_NAME
     try:
@@ -164,7 +167,14 @@ def train_and_save(model, train_b, valid_b, args, out, options, say, title):
     except TrainingDiverged as e:
         if lead:
             write_history(out, e.history, options, f"{title} (diverged)")
-        raise CLIError(diverged_message(e.history, args, out), code=1, everywhere=True) from None
+        if not weights.exists():
+            kept = "none"
+        elif args.resume is None and weights.stat().st_mtime_ns == stamp:
+            kept = "earlier"  # --force: the model of the run before this one, untouched
+        else:
+            kept = "this"
+        raise CLIError(diverged_message(e.history, args, out, kept), code=1,
+                       everywhere=True) from None
     except TrainingInterrupted as e:
         if lead:
             write_history(out, e.history, options, f"{title} (interrupted)")
@@ -186,11 +196,17 @@ def train_and_save(model, train_b, valid_b, args, out, options, say, title):
     return history, seconds, curve
 
 
-def diverged_message(history, args, out):
-    """One line for a diverged run: what happened and where, which model (if any) is kept in
-    ``out`` (the best epoch's, saved before; never the exploded parameters), and what to try."""
-    if history.best_epoch is not None:
+def diverged_message(history, args, out, kept):
+    """One line for a diverged run: what happened and where, which model is kept in ``out``
+    (``kept``: "this" run's, saved before it diverged, never the exploded parameters; an
+    "earlier" run's that ``--force`` did not replace; or "none"), and what to try."""
+    if kept == "this" and history.best_epoch is not None:
         kept = f"the model of epoch {history.best_epoch}, the best before that, is kept in {out}"
+    elif kept == "this":  # no validation: the last epoch that ended usable was saved
+        kept = f"the model of the last epoch that ended before that is kept in {out}"
+    elif kept == "earlier":
+        kept = (f"no model of this run was saved (no epoch ended with a usable model); {out} "
+                "still holds the earlier run's model")
     else:
         kept = "no model was saved (no epoch ended with a usable model)"
     clip = (f"a smaller --clip than {args.clip:g}" if args.clip else "--clip 1")

@@ -17,9 +17,12 @@ ordinary noise:
 For a classifier the first loss is about ``log(classes)`` nats, for a language model about
 ``log(vocabulary)``; 100 times that means the right answer gets a probability of ``e**-69`` or
 less on average, which ordinary training never reaches, while a bump of a few steps does not
-count. Under data parallelism the rule reads the loss after the all-reduce and the validation
-loss after its sums are added, the same in every process, so every process decides alike at the
-same step with no extra exchange.
+count. The first loss is the yardstick: a model that arrives already exploded (loaded with
+broken weights) is caught only once its loss is not finite.
+
+Under data parallelism the rule reads the loss after the all-reduce and the validation loss
+after its sums are added, the same in every process, so every process decides alike at the same
+step with no extra exchange.
 """
 
 from __future__ import annotations
