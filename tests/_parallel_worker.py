@@ -10,6 +10,8 @@ Tasks (each writes what it found to ``OUT``, process 0 for the parameters):
   do they draw different masks);
 - ``raise``: process 1 raises in its third step (the job must end, not hang);
 - ``diverge``: process 1's loss turns NaN in the second step (every process must stop there);
+- ``explode``: process 1's loss is a billion times larger from the second step on (every
+  process must stop at the same step, the fifth exploded one);
 - ``cupy-host``, ``cupy-cuda-mpi``, ``cupy-nccl``: the classifier on CuPy, its gradients sent
   by that transport (``OUT/cupy_TRANSPORT.npz``).
 """
@@ -167,6 +169,22 @@ def diverge(out):
         (out / f"diverged.{dp.rank}").write_text(e.history.stop_reason)
 
 
+def explode(out):
+    model, opt, tr, va = classifier()
+    real, count = model.train_batch, [0]
+
+    def train_batch(batch, carry=None):
+        count[0] += 1
+        loss, grads, carry = real(batch, carry)
+        return (loss * 1e9 if dp.rank == 1 and count[0] >= 2 else loss), grads, carry
+
+    model.train_batch = train_batch
+    try:
+        dp.fit(model, tr, opt, 2, **KW)
+    except TrainingDiverged as e:
+        (out / f"exploded.{dp.rank}").write_text(e.history.stop_reason)
+
+
 def on_gpu(out, transport):
     """The classifier on CuPy (float64), one GPU per process (by rank, modulo the GPUs), its
     buffer sent by ``transport``; process 0 saves the parameters."""
@@ -191,4 +209,4 @@ if __name__ == "__main__":
         on_gpu(out, dp.transport)
     else:
         dp = DataParallel()
-        {"equal": equal, "raise": fail, "diverge": diverge}[task](out)
+        {"equal": equal, "raise": fail, "diverge": diverge, "explode": explode}[task](out)

@@ -16,6 +16,7 @@ import itertools
 import json
 import re
 import sys
+import unicodedata
 
 import numpy as np
 import pytest
@@ -241,7 +242,7 @@ def _reviews(n, seed):
         words = list(rng.choice(filler, size=int(rng.integers(2, 12))))
         words.insert(int(rng.integers(0, len(words) + 1)),
                      str(rng.choice(good if label == "pos" else bad)))
-        rows.append(f'"{" ".join(words).capitalize()}!<br />It\'s #{i}.",{label}')
+        rows.append(f'"{" ".join(words).capitalize()}!<br />It\'s #{i} clichés.",{label}')
     return "review,sentiment\n" + "\n".join(rows) + "\n"
 
 
@@ -251,9 +252,15 @@ def _serve_classifier(spec, session, texts):
     tok, index = spec["tokenizer"], {t: i for i, t in enumerate(spec["vocab"])}
     rows = []
     for text in texts:
-        text = re.sub(tok["break_pattern"], " ", text.lower(), flags=re.IGNORECASE)
-        words = [w for w in re.sub(tok["drop_pattern"], "", text).split()
-                 if w not in set(tok["stopwords"])]
+        text = re.sub(tok["break_pattern"], " ", text, flags=re.IGNORECASE)
+        if tok["rule"] == "ascii":
+            words = re.sub(tok["drop_pattern"], "", text.lower()).split()
+        else:  # token_pattern [\p{L}\p{N}\p{M}]+: re has no \p, so the categories are tested
+            text = re.sub(tok["drop_pattern"], "",
+                          unicodedata.normalize("NFC", text.casefold()))
+            words = "".join(c if unicodedata.category(c)[0] in "LNM" else " "
+                            for c in text).split()
+        words = [w for w in words if w not in set(tok["stopwords"])]
         ids = [index.get(w, spec["unk_id"]) for w in words] or [spec["unk_id"]]
         n = spec["max_len"]
         rows.append({"head": ids[:n], "tail": ids[-n:],
@@ -266,15 +273,15 @@ def _serve_classifier(spec, session, texts):
     return session.run(["probabilities"], {"ids": ids, "lengths": lengths})[0]
 
 
-@pytest.mark.parametrize("truncate", ["tail", "both"])
-def test_cli_sentiment_export_round_trip(tmp_path, cli, truncate):
+@pytest.mark.parametrize("truncate, rule", [("tail", "unicode"), ("both", "ascii")])
+def test_cli_sentiment_export_round_trip(tmp_path, cli, truncate, rule):
     data = tmp_path / "train.csv"
     data.write_text(_reviews(120, 0), encoding="utf-8")
     model = tmp_path / "model"
     code, _, err = cli("sentiment", "train", "--data", data, "--out", model, "--embedding-dim",
                        "8", "--hidden", "8", "--epochs", "1", "--no-progress", "--json",
                        "--bidirectional", "--stopwords", "english", "--max-len", "5",
-                       "--truncate", truncate)
+                       "--truncate", truncate, "--tokenizer", rule)
     assert code == 0, err
     code, out, err = cli("sentiment", "export", "--model", model, "--out", tmp_path / "s.onnx")
     assert code == 0 and err == ""
@@ -286,7 +293,8 @@ def test_cli_sentiment_export_round_trip(tmp_path, cli, truncate):
     assert (spec["pad_id"], spec["unk_id"]) == (0, 1) and spec["vocab"][:2] == ["<pad>", "<unk>"]
     assert "the" in spec["tokenizer"]["stopwords"] and "the" not in spec["vocab"]
     texts = ["The plot was GREAT, very moving!<br/>superb", "dull", "the and a",
-             "zzz unknown words here", "a great film and a moving plot, not dull at all"]
+             "zzz unknown words here", "a great film and a moving plot, not dull at all",
+             "Clichés, but GREAT Straße 2 it's #7 of the 21st"]
     got = _serve_classifier(spec, _session(tmp_path / "s.onnx"), texts)
     code, out, _ = cli("sentiment", "predict", "--model", model, "--json", *texts)
     want = [[r["probabilities"][k] for k in spec["classes"]] for r in map(json.loads,
@@ -350,18 +358,18 @@ def test_cli_export_errors(tmp_path, cli, unmapped_cell, monkeypatch):
     wrong = xprnn.SequenceClassifier(9, 3, 4, 2, seed=0)
     wrong.meta = meta
     wrong.save(tmp_path / "wrong")
-    assert "its vocabulary holds 4 tokens but the model has vocab_size 9" in _error(
+    assert "the saved vocabulary has 4 tokens, the model 9" in _error(
         cli, "sentiment", "export", "--model", tmp_path / "wrong", *out)
     three = xprnn.SequenceClassifier(4, 3, 4, 3, seed=0)
     three.meta = meta
     three.save(tmp_path / "three")
-    assert "it names 2 classes but the model has num_classes 3" in _error(
+    assert "the saved classes ['neg', 'pos'] do not match the model's 3 outputs" in _error(
         cli, "sentiment", "export", "--model", tmp_path / "three", *out)
     bare = xprnn.SequenceClassifier(4, 3, 4, 2, seed=0)
     bare.meta = {"task": "sentiment"}
     bare.save(tmp_path / "bare")
-    assert "its saved meta lacks ['vocab', 'tokenizer', 'classes', 'max_len', 'truncate']" in \
-        _error(cli, "sentiment", "export", "--model", tmp_path / "bare", *out)
+    assert "the saved meta needs 'vocab' as a dict, found nothing" in _error(
+        cli, "sentiment", "export", "--model", tmp_path / "bare", *out)
     odd = xprnn.SequenceClassifier(4, 3, 4, 2, cell=unmapped_cell, seed=0)
     odd.meta = meta
     odd.save(tmp_path / "odd")

@@ -3,9 +3,9 @@
 Under ``mpiexec -n 2`` (``tests/_parallel_worker.py``): two processes train a classifier and a
 language model to the parameters of one process with the same global batch, to float64
 round-off; Ctrl-C in one process stops both after the same step and a resumed run ends as an
-uninterrupted one; an exception in one process ends the job; a non-finite loss in one process
-stops every process; the command line trains data-parallel with no other change. Each run has a
-timeout, so a hang fails instead of blocking. They skip where mpi4py or mpiexec is missing.
+uninterrupted one; an exception in one process ends the job; a non-finite or exploding loss in one
+process stops every process; the command line trains data-parallel with no other change. Each run
+has a timeout, so a hang fails instead of blocking. They skip where mpi4py or mpiexec is missing.
 
 In this process, on every backend: with a communicator of one process, the parallel path gives
 exactly what ``fit`` gives (it packs, weighs, sends through the host and unpacks every step).
@@ -158,6 +158,15 @@ def test_a_non_finite_loss_in_one_process_stops_every_process(tmp_path):
     for rank in (0, 1):
         assert (tmp_path / f"diverged.{rank}").read_text() == "non-finite loss (nan) at epoch 1, " \
                                                              "step 2"
+
+
+def test_an_exploding_loss_in_one_process_stops_every_process_at_the_same_step(tmp_path):
+    _need_mpi()
+    code, _, err = _worker(tmp_path, "explode")
+    assert code == 0, err[-3000:]
+    reasons = {(tmp_path / f"exploded.{rank}").read_text() for rank in (0, 1)}
+    (reason,) = reasons  # the same words in both processes
+    assert reason.startswith("loss exploded") and reason.endswith("at epoch 1, step 6")
 
 
 def test_the_command_line_trains_data_parallel_under_mpiexec(tmp_path):

@@ -7,7 +7,9 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -291,3 +293,159 @@ def test_fuzz_readers(tmp_path_factory):
                              if line.strip()]
 
     check()
+
+
+# -- case 11: a Unicode-aware tokenizer, the ASCII rule kept for the models that used it ---------
+
+
+def _accented(tmp_path):
+    path = tmp_path / "accents.csv"
+    rows = [f"{POS[i % 5] if i % 2 else NEG[i % 5]} clichés of the 21st Straße,{i % 2}"
+            for i in range(40)]
+    path.write_text("review,sentiment\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def _saved_meta(folder):
+    from xprnn.checkpoint import load
+
+    return load(folder).meta
+
+
+def test_cli_tokenizer_rule_is_saved_and_used(tmp_path, capsys):
+    data = _accented(tmp_path)
+    for rule, words, absent in [(None, {"clichés", "21st", "strasse"}, {"clichs", "st"}),
+                                ("ascii", {"clichs", "st", "strae"}, {"clichés", "21st"})]:
+        out = tmp_path / f"m-{rule}"
+        code, _, _ = _run(capsys, "sentiment", "train", "--data", data, "--out", out, *TINY,
+                          *(["--tokenizer", rule] if rule else []))
+        assert code == 0
+        meta = _saved_meta(out)
+        assert meta["tokenizer"]["rule"] == (rule or "unicode")
+        tokens = set(meta["vocab"]["tokens"])
+        assert words <= tokens and not absent & tokens, tokens
+
+
+def _rewrite_meta(folder, meta):
+    import safetensors
+    import safetensors.numpy as st_numpy
+
+    file = folder / "model.safetensors"
+    with safetensors.safe_open(file, framework="numpy") as f:
+        tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+    st_numpy.save_file(tensors, file, metadata={**metadata, "meta": json.dumps(meta)})
+
+
+def test_models_saved_before_the_rule_keep_the_ascii_rule(tmp_path, capsys):
+    out = tmp_path / "m"
+    code, _, _ = _run(capsys, "sentiment", "train", "--data", _accented(tmp_path), "--out", out,
+                      "--tokenizer", "ascii", *TINY)
+    assert code == 0
+    meta = _saved_meta(out)
+    text = "superb clichés of the 21st Straße"
+
+    def predicted(rule):
+        tokenizer = {k: v for k, v in meta["tokenizer"].items() if k != "rule"}
+        _rewrite_meta(out, {**meta, "tokenizer": {**tokenizer, **({"rule": rule} if rule
+                                                                  else {})}})
+        code, stdout, _ = _run(capsys, "sentiment", "predict", "--model", out, "--json", text)
+        assert code == 0
+        return json.loads(stdout)["probabilities"]
+
+    old, ascii_rule, unicode_rule = predicted(None), predicted("ascii"), predicted("unicode")
+    assert old == ascii_rule and old != unicode_rule
+    _rewrite_meta(out, {**meta, "tokenizer": {**meta["tokenizer"], "rule": "latin"}})
+    code, _, err = _run(capsys, "sentiment", "predict", "--model", out, text)
+    assert code == 2 and "the saved tokenizer is malformed" in err
+
+
+def test_export_spells_out_the_rule_the_model_was_trained_with(tmp_path, capsys):
+    pytest.importorskip("onnx")
+    data = _accented(tmp_path)
+    for rule in ("unicode", "ascii", None):
+        out = tmp_path / f"m-{rule}"
+        code, _, _ = _run(capsys, "sentiment", "train", "--data", data, "--out", out, *TINY,
+                          "--tokenizer", rule or "ascii")
+        if rule is None:  # a model saved before there was a choice
+            meta = _saved_meta(out)
+            del meta["tokenizer"]["rule"]
+            _rewrite_meta(out, meta)
+        code, _, _ = _run(capsys, "sentiment", "export", "--model", out, "--out",
+                          tmp_path / f"{rule}.onnx")
+        assert code == 0
+        spec = json.loads((tmp_path / f"{rule}.json").read_text(encoding="utf-8"))["tokenizer"]
+        if rule == "unicode":
+            assert spec["token_pattern"] == r"[\p{L}\p{N}\p{M}]+" and "casefold" in str(spec)
+        else:
+            assert (spec["rule"], spec["drop_pattern"]) == ("ascii", r"[^a-z\s]")
+
+
+def test_a_run_saved_before_the_rule_resumes_with_the_ascii_rule(tmp_path, capsys):
+    import safetensors
+    import safetensors.numpy as st_numpy
+
+    out = tmp_path / "m"
+    code, _, _ = _run(capsys, "sentiment", "train", "--data", _accented(tmp_path), "--out", out,
+                      "--tokenizer", "ascii", *TINY)
+    assert code == 0
+    state = out / "training_state.safetensors"  # made as the code before the option wrote it
+    with safetensors.safe_open(state, framework="numpy") as f:
+        tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+    meta = json.loads(metadata["model_meta"])
+    del meta["tokenizer"]["rule"], meta["options"]["tokenizer"]
+    st_numpy.save_file(tensors, state, metadata={**metadata, "model_meta": json.dumps(meta)})
+    code, _, err = _run(capsys, "sentiment", "train", "--resume", out, "--epochs", "2",
+                        "--no-progress")
+    assert code == 0, err
+    assert _saved_meta(out)["tokenizer"]["rule"] == "ascii"
+
+
+# -- case 9: the README's command draws the learning curve, or says how to get it ----------------
+
+
+def test_cli_says_where_the_learning_curve_is(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    for task, argv in [("sentiment", ["--data", _accented(tmp_path), *TINY]),
+                       ("lm", ["--text", _accented(tmp_path), "--level", "char", "--hidden", "8",
+                               "--seq-len", "10", "--batch-size", "4", "--epochs", "1",
+                               "--no-progress"])]:
+        out = tmp_path / task
+        code, stdout, _ = _run(capsys, task, "train", *argv, "--out", out)
+        assert code == 0
+        assert f"learning curve drawn in {out / 'learning_curve.png'}\n" in stdout
+        assert (out / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+        code, stdout, _ = _run(capsys, task, "train", *argv, "--out", out, "--force", "--json")
+        assert json.loads(stdout)["learning_curve"] == str(out / "learning_curve.png")
+
+
+def test_cli_without_matplotlib_says_how_to_get_the_picture(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails
+    out = tmp_path / "m"
+    code, stdout, err = _run(capsys, "sentiment", "train", "--data", _accented(tmp_path),
+                             "--out", out, *TINY)
+    assert code == 0 and "learning curve drawn" not in stdout
+    (note,) = [line for line in err.splitlines() if "matplotlib" in line]
+    assert note == (f"xprnn: note: no learning curve picture: matplotlib is not installed; to "
+                    f"get {out / 'learning_curve.png'} next time: pip install \"xprnn[plot]\"")
+    assert not (out / "learning_curve.png").exists() and (out / "history.json").exists()
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _readme_commands():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Two commands", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```bash\n(.*?)```", section, re.DOTALL), text
+
+
+def test_the_readme_command_installs_what_draws_the_curve():
+    blocks, _ = _readme_commands()
+    assert len(blocks) == 2 and all(b.count("\n") == 1 for b in blocks)  # two set-up commands
+    assert blocks[0].strip() == 'pip install ".[plot]" && xprnn sentiment train'
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")  # no tomllib on 3.10
+    assert re.search(r'^plot = \["matplotlib>=', pyproject, re.MULTILINE)
+    for page in ("index.md", "tutorials/sentiment.md"):  # the pages that quote it
+        assert "pip install . &&" not in (ROOT / "docs" / page).read_text(encoding="utf-8")
+    assert 'pip install ".[plot]" && xprnn sentiment train' in (
+        ROOT / "docs" / "index.md").read_text(encoding="utf-8")

@@ -97,6 +97,36 @@ def test_cli_checks_the_saved_meta(tmp_path, capsys):
     assert "the saved meta needs 'vocab' as a dict, found nothing" in err
 
 
+def _meta(**changes):
+    vocab = xprnn.text.Vocabulary(["<pad>", "<unk>", "good", "bad"])
+    meta = {"task": "sentiment", "vocab": vocab.to_dict(), "classes": ["neg", "pos"],
+            "tokenizer": {"level": "word", "lowercase": True, "stopwords": None},
+            "max_len": 10, "truncate": "head", **changes}
+    return {k: v for k, v in meta.items() if v is not None}
+
+
+@pytest.mark.parametrize("task, changes, message", [
+    ("sentiment", {"classes": None}, "the saved meta needs 'classes' as a list, found nothing"),
+    ("sentiment", {"vocab": None}, "the saved meta needs 'vocab' as a dict, found nothing"),
+    ("sentiment", {"classes": 2}, "the saved meta needs 'classes' as a list, found int"),
+    ("sentiment", {"tokenizer": "words"}, "the saved meta needs 'tokenizer' as a dict, found str"),
+    ("sentiment", {"max_len": "10"}, "the saved meta needs 'max_len' as an int, found str"),
+    ("sentiment", {"classes": [1, 2]}, "the saved classes [1, 2] do not match"),
+    ("lm", {"tokenizer": {"level": "char"}}, "the saved tokenizer is malformed"),
+], ids=["no_classes", "no_vocab", "int_classes", "str_tokenizer", "str_max_len",
+        "int_labels", "lm_tokenizer"])
+def test_export_checks_the_saved_meta_as_eval_does(tmp_path, capsys, task, changes, message):
+    model = (SequenceClassifier(4, 3, 4, 2, seed=0) if task == "sentiment"
+             else LanguageModel(4, 3, 4, seed=0))
+    model.meta = {**_meta(**changes), "task": task}
+    model.save(tmp_path / "m")
+    code, out, err = _run(capsys, task, "export", "--model", tmp_path / "m", "--out",
+                          tmp_path / "m.onnx")
+    assert code == 2 and out == ""  # was: TypeError/AttributeError/KeyError tracebacks
+    assert err.startswith(f"xprnn: error: --model {tmp_path / 'm'}: {message}")
+    assert err.count("\n") == 1 and not (tmp_path / "m.onnx").exists()
+
+
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-2, 2**40) | st.floats(allow_nan=False)
     | st.text(max_size=8),
@@ -206,6 +236,60 @@ def test_recurrent_backward_checks_the_cache(xp, device, asarray):
         wide.backward(cache, out, h_n[0])
     dx, _, _ = wide.backward(cache, out, h_n)
     assert tuple(dx.shape) == (5, 2, 8)
+
+
+@pytest.mark.parametrize("kind", ["RNNCell", "LSTMCell", "GRUCell"])
+def test_cell_backward_checks_the_cache_and_gradients(xp, device, asarray, kind):
+    cls = getattr(xprnn, kind)
+    x = asarray(np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32))
+    wide, narrow = cls(8, 6, xp=xp, device=device, seed=0), cls(4, 6, xp=xp, device=device)
+    state, cache = wide.forward(x)
+    h = state[0] if kind == "LSTMCell" else state
+    with pytest.raises(ValueError, match=rf"cache was made by another layer \({kind}\(8, 6"):
+        narrow.backward(cache, state)  # was: dx of the wrong width, silently
+    with pytest.raises(TypeError, match=r"StepCache .* got None \(forward\(\.\.\., keep=False\)"):
+        wide.backward(wide.forward(x, keep=False)[1], state)
+    with pytest.raises(TypeError, match=r"got tuple"):
+        wide.backward(tuple(cache), state)
+    bad = h[:2, ...]
+    name = r"d_state\[0\]" if kind == "LSTMCell" else "d_state"
+    with pytest.raises(ValueError, match=rf"{name} has shape \(2, 6\), expected \(3, 6\) \(the "
+                                         r"shape of"):
+        wide.backward(cache, (bad, None) if kind == "LSTMCell" else bad)
+    if kind == "LSTMCell":
+        with pytest.raises(ValueError, match=r"d_state must be a tuple of 2 .* got 1 entry"):
+            wide.backward(cache, h)
+    dx, _, grads = wide.backward(cache, state)
+    assert tuple(dx.shape) == (3, 8) and sorted(grads) == sorted(wide.state_dict())
+
+
+def test_linear_and_embedding_backward_check_the_cache_and_gradient(xp, device, asarray):
+    x = asarray(np.random.default_rng(0).standard_normal((2, 5, 8)).astype(np.float32))
+    a, b = xprnn.Linear(8, 3, xp=xp, device=device), xprnn.Linear(4, 3, xp=xp, device=device)
+    y, cache = a.forward(x)
+    with pytest.raises(ValueError, match=r"cache was made by another layer \(Linear\(8, 3"):
+        b.backward(cache, y)  # was: a raw matmul error, or silently wrong for equal widths
+    with pytest.raises(TypeError, match=r"LinearCache .* got None$"):
+        a.backward(None, y)
+    with pytest.raises(ValueError, match=r"dy has shape \(2, 5, 2\), expected \(2, 5, 3\) \(the "
+                                         r"shape of y from forward\)"):
+        a.backward(cache, y[..., :2])  # was: a raw broadcast error
+    dx, grads = a.backward(cache, y)
+    assert tuple(dx.shape) == (2, 5, 8) and sorted(grads) == ["bias", "weight"]
+
+    ids = asarray(np.array([[1, 2], [3, 0]]))
+    e, f = xprnn.Embedding(10, 4, xp=xp, device=device), xprnn.Embedding(10, 4, xp=xp,
+                                                                          device=device)
+    y, cache = e.forward(ids)
+    with pytest.raises(ValueError, match=r"cache was made by another layer"):
+        f.backward(cache, y)  # same shapes: was silently accepted
+    with pytest.raises(TypeError, match=r"EmbeddingCache .* got None$"):
+        e.backward(None, y)
+    with pytest.raises(TypeError, match=r"EmbeddingCache .* got LinearCache"):
+        e.backward(a.forward(x)[1], y)
+    with pytest.raises(ValueError, match=r"dy must have the shape of the forward output"):
+        e.backward(cache, y[:1, ...])
+    assert tuple(e.backward(cache, y)[1]["weight"].shape) == (10, 4)
 
 
 def test_model_backward_checks_the_cache(xp, device):

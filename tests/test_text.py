@@ -36,16 +36,42 @@ NOTEBOOK = {
 
 @pytest.mark.parametrize("text", NOTEBOOK)
 def test_tokenize_words_notebook_examples(text):
-    assert tokenize_words(text, stopwords="english") == NOTEBOOK[text].split()
+    assert tokenize_words(text, stopwords="english", rule="ascii") == NOTEBOOK[text].split()
 
 
-def test_tokenize_words_rules():
+def test_tokenize_words_ascii_rule():
+    def ascii_words(text):
+        return tokenize_words(text, rule="ascii")
+
+    assert ascii_words("A<br/>b<BR>c<br />d<br  />e") == ["a", "b", "c", "d", "e"]
+    assert ascii_words("Don't  STOP\tme\nnow") == ["dont", "stop", "me", "now"]
+    assert ascii_words("Rated 10/10!!! (really)") == ["rated", "really"]
+    assert ascii_words("Café Amélie") == ["caf", "amlie"]  # ASCII letters only, as [^a-zA-Z]
+    assert ascii_words("clichés of the 21st well-made") == ["clichs", "of", "the", "st",
+                                                            "wellmade"]
+    assert ascii_words("") == []
+    assert ascii_words("... 123 !!!") == []
+
+
+def test_tokenize_words_unicode_rule_is_the_default():
+    # issue 14, case 11: the ASCII rule gave "clichs" and "st"
+    assert tokenize_words("Clichés of the 21st century") == ["clichés", "of", "the", "21st",
+                                                             "century"]
     assert tokenize_words("A<br/>b<BR>c<br />d<br  />e") == ["a", "b", "c", "d", "e"]
-    assert tokenize_words("Don't  STOP\tme\nnow") == ["dont", "stop", "me", "now"]
-    assert tokenize_words("Rated 10/10!!! (really)") == ["rated", "really"]
-    assert tokenize_words("Café Amélie") == ["caf", "amlie"]  # ASCII letters only, as [^a-zA-Z]
-    assert tokenize_words("") == []
-    assert tokenize_words("... 123 !!!") == []
+    assert tokenize_words("Don't  STOP\tme\nnow, it’s") == ["dont", "stop", "me", "now", "its"]
+    assert tokenize_words("Rated 10/10!!! (really)") == ["rated", "10", "10", "really"]
+    assert tokenize_words("Straße STRASSE") == ["strasse", "strasse"]  # casefold, not lower
+    assert tokenize_words("Привет, МИР!") == ["привет", "мир"]
+    assert tokenize_words("我喜欢这部电影。とても良い") == ["我喜欢这部电影", "とても良い"]
+    assert tokenize_words("हिन्दी फ़िल्म") == ["हिन्दी", "फ़िल्म"]  # vowel signs and virama are marks
+    assert tokenize_words("e\u0301te\u0301 été") == ["été", "été"]  # NFC
+    assert tokenize_words("snake_case well-made 3.5") == ["snake", "case", "well", "made", "3",
+                                                          "5"]
+    assert tokenize_words("𑄃𑄧𑄇𑄴𑄠 𝐀𝐁") == ["𑄃𑄧𑄇𑄴𑄠", "𝐀𝐁"]  # beyond U+FFFF: marks and letters
+    assert tokenize_words("") == [] and tokenize_words("... !!! ___") == []
+    assert tokenize_words("I didn't like THE film", stopwords="english") == ["like", "film"]
+    with pytest.raises(ValueError, match=r"rule must be one of \('unicode', 'ascii'\)"):
+        tokenize_words("x", rule="latin")
 
 
 def test_tokenize_words_stopwords_forms():

@@ -12,14 +12,22 @@ Every command takes ``--backend numpy|cupy|torch|array_api_strict``, ``--device`
 ``--dtype``. :func:`main` returns the exit status: 0 on success, 2 for a user error (bad option,
 missing or malformed file, unknown label, ...), printed as ``xprnn: error: ...`` without a
 traceback, 1 when training diverges, 130 when interrupted.
+
+NumPy's floating-point warnings ("overflow encountered in matmul", ...) do not reach the console:
+a diverging run, where they are expected, says what happened in its error; any other command
+that meets them ends with one note that counts them. The library itself leaves NumPy's settings
+alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 
-from . import _lm, _sentiment
+import numpy as np
+
+from . import _lm, _sentiment, _team
 from ._common import CLIError, HelpFormatter
 from ._team import end_job
 
@@ -64,8 +72,16 @@ def main(argv=None) -> int:
         return 2
     except SystemExit as e:  # --help and --version exit through argparse
         return e.code if isinstance(e.code, int) else 0
+    trouble = Counter()  # NumPy's floating-point errors in this command, by kind
     try:
-        return args.run(args)
+        with np.errstate(over="call", invalid="call", divide="call",
+                         call=lambda kind, flag: trouble.update([kind])):
+            code = args.run(args)
+        if trouble and not _team.follower():
+            kinds = ", ".join(f"{kind} ({n} times)" for kind, n in sorted(trouble.items()))
+            print(f"xprnn: note: NumPy met floating-point {kinds} in this run: values left the "
+                  "data type's range, so results may be unreliable", file=sys.stderr)
+        return code
     except CLIError as e:
         print(f"xprnn: error: {e}", file=sys.stderr)
         end_job(e)  # under mpiexec: the other processes must not wait for this one

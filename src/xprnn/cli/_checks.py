@@ -93,7 +93,8 @@ def check_meta(model, where, task):
     for key, kind in need.items():
         if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
             got = "nothing" if key not in meta else type(meta[key]).__name__
-            raise CLIError(f"--model {where}: the saved meta needs {key!r} as a "
+            article = "an" if kind.__name__[0] in "aeiou" else "a"
+            raise CLIError(f"--model {where}: the saved meta needs {key!r} as {article} "
                            f"{kind.__name__}, found {got}; was it saved by xprnn {task} train?")
     try:
         vocab = Vocabulary.from_dict(meta["vocab"])
@@ -111,7 +112,8 @@ def check_meta(model, where, task):
                            f"the model's {model.config.get('num_classes')} outputs")
         if meta["truncate"] not in ("head", "tail", "both") or meta["max_len"] < 1:
             raise CLIError(f"--model {where}: the saved max_len/truncate are malformed")
-        if tok.get("stopwords") not in (None, "english"):
+        if tok.get("stopwords") not in (None, "english") or tok.get("rule", "ascii") not in (
+                "unicode", "ascii"):
             raise CLIError(f"--model {where}: the saved tokenizer is malformed: {tok!r:.80}")
     elif tok.get("level") not in ("char", "word") or not isinstance(tok.get("lowercase"), bool):
         raise CLIError(f"--model {where}: the saved tokenizer is malformed: {tok!r:.80}")

@@ -18,6 +18,7 @@ __all__ = [
     "backend_from_args",
     "load_model",
     "write_history",
+    "PLOT_HINT",
     "dump_json",
     "throughput",
     "best_record",
@@ -212,9 +213,12 @@ def dump_json(obj, file=None):
     print(json.dumps(_plain(obj), allow_nan=False), file=file or sys.stdout)
 
 
+PLOT_HINT = 'pip install "xprnn[plot]"'  # what installs matplotlib for the learning curve
+
+
 def write_history(out, history, options, title):
-    """``out/history.json`` and ``out/learning_curve.png`` (skipped, with a note, without
-    matplotlib); returns the paths written."""
+    """``out/history.json`` and ``out/learning_curve.png`` (skipped, with a one-line note that
+    says how to get it, without matplotlib); returns the paths written."""
     out = Path(out)
     path = out / "history.json"
     path.write_text(json.dumps(_plain({**history.to_dict(), "options": options}), indent=2,
@@ -224,8 +228,8 @@ def write_history(out, history, options, title):
         try:
             written.append(history.plot(out / "learning_curve.png", title=title))
         except ImportError:
-            print("xprnn: note: matplotlib is not installed, so no learning_curve.png "
-                  "(pip install matplotlib)", file=sys.stderr)
+            print(f"xprnn: note: no learning curve picture: matplotlib is not installed; to get "
+                  f"{out / 'learning_curve.png'} next time: {PLOT_HINT}", file=sys.stderr)
     return written
 
 

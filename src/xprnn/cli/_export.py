@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .._version import __version__
 from . import _common as c
+from ._checks import check_meta
 from ._common import CLIError
 
 __all__ = ["add_sentiment", "add_lm", "sidecar_path"]
@@ -52,24 +53,6 @@ def _out_path(args):
     return out
 
 
-def _vocab(model, args, keys):
-    """The saved vocabulary, once ``keys`` are checked to be in ``model.meta``."""
-    from ..text import Vocabulary
-
-    missing = [k for k in keys if k not in model.meta]
-    if missing:
-        raise CLIError(f"--model {args.model}: its saved meta lacks {missing}; was it written "
-                       "by the xprnn command line?")
-    try:
-        vocab = Vocabulary.from_dict(model.meta["vocab"])
-    except (ValueError, TypeError) as e:
-        raise CLIError(f"--model {args.model}: its saved vocabulary is malformed: {e}") from None
-    if len(vocab) != model.config.get("vocab_size"):
-        raise CLIError(f"--model {args.model}: its vocabulary holds {len(vocab)} tokens but the "
-                       f"model has vocab_size {model.config.get('vocab_size')}")
-    return vocab
-
-
 def _write(model, args, out, sidecar):
     from ..export import to_onnx
 
@@ -89,27 +72,43 @@ def _write(model, args, out, sidecar):
     return 0
 
 
+def _word_rules(rule, stopwords):
+    """The rules of :func:`xprnn.text.tokenize_words` with ``rule``, spelled out for a server
+    in any language."""
+    from ..text._unicode import APOSTROPHES, TOKEN_PATTERN
+    from ..text.vocabulary import _BREAK, _NOT_LETTER
+
+    if rule == "ascii":
+        return {"level": "word", "rule": "ascii",
+                "steps": ["lowercase",
+                          "replace each match of break_pattern (case-insensitive) by a space",
+                          "delete each match of drop_pattern", "split on whitespace",
+                          "drop the words in stopwords"],
+                "break_pattern": _BREAK.pattern, "drop_pattern": _NOT_LETTER.pattern,
+                "stopwords": stopwords}
+    return {"level": "word", "rule": "unicode",
+            "steps": ["replace each match of break_pattern (case-insensitive) by a space",
+                      "case-fold (full Unicode case folding, e.g. Python's str.casefold)",
+                      "normalize to NFC", "delete each match of drop_pattern (apostrophes)",
+                      "take each match of token_pattern as a word (a run of letters, numbers "
+                      "and combining marks, Unicode categories L, N and M; anything else, "
+                      "underscore included, separates words)",
+                      "drop the words in stopwords"],
+            "break_pattern": _BREAK.pattern, "drop_pattern": APOSTROPHES.pattern,
+            "token_pattern": TOKEN_PATTERN, "stopwords": stopwords}
+
+
 def export_sentiment(args):
-    from ..text.vocabulary import _BREAK, _NOT_LETTER, english_stopwords
+    from ..text.vocabulary import english_stopwords
+    from ._sentiment_data import word_rule
 
     model = c.load_model(args, "sentiment")
     out = _out_path(args)
     meta = model.meta
-    vocab = _vocab(model, args, ["vocab", "tokenizer", "classes", "max_len", "truncate"])
-    if len(meta["classes"]) != model.config.get("num_classes"):
-        raise CLIError(f"--model {args.model}: it names {len(meta['classes'])} classes but the "
-                       f"model has num_classes {model.config.get('num_classes')}")
+    vocab = check_meta(model, args.model, "sentiment")  # the checks of eval and predict
     stop = meta["tokenizer"].get("stopwords")
     stopwords = sorted(english_stopwords()) if stop == "english" else sorted(stop or [])
-    # the rules of xprnn.text.tokenize_words, spelled out for a server in any language
-    tokenizer = {
-        "level": "word",
-        "steps": ["lowercase", "replace each match of break_pattern (case-insensitive) by a space",
-                  "delete each match of drop_pattern", "split on whitespace",
-                  "drop the words in stopwords"],
-        "break_pattern": _BREAK.pattern, "drop_pattern": _NOT_LETTER.pattern,
-        "stopwords": stopwords,
-    }
+    tokenizer = _word_rules(word_rule(meta), stopwords)
     return _write(model, args, out, {
         "inputs": {"ids": "int64 (batch, time): token ids, each row right-padded with pad_id",
                    "lengths": "int64 (batch,): the valid tokens of each row, 1 to time"},
@@ -127,7 +126,7 @@ def export_sentiment(args):
 def export_lm(args):
     model = c.load_model(args, "lm")
     out = _out_path(args)
-    vocab = _vocab(model, args, ["vocab", "tokenizer"])
+    vocab = check_meta(model, args.model, "lm")  # the checks of generate
     level, lowercase = model.meta["tokenizer"]["level"], model.meta["tokenizer"]["lowercase"]
     cfg = model.config
     names = ["h0", "c0"] if cfg["cell"] == "lstm" else ["h0"]

@@ -218,7 +218,7 @@ def train(args):
         say(f"training on {train_ids.shape[0]:,} {unit}s ({n_valid:,} for validation), "
             f"vocabulary {len(vocab)}, "
             f"{model.num_parameters():,} parameters, {args.layers}x{args.cell} {args.hidden}")
-    history, seconds = tc.train_and_save(
+    history, seconds, curve = tc.train_and_save(
         model, train_b, valid_b, args, out, options, say,
         f"{args.level} LM: {args.layers}x{args.cell} {args.hidden}")
     best = c.best_record(history)
@@ -233,6 +233,7 @@ def train(args):
               "valid_perplexity": best.get("valid_perplexity"),
               f"valid_bits_per_{unit}": None if loss is None else loss / math.log(2),
               "stop_reason": history.stop_reason, "model": str(out),
+              "learning_curve": None if curve is None else str(curve),
               "world_size": history.world_size}
     if args.json:
         c.dump_json(result)
@@ -247,6 +248,8 @@ def train(args):
               f" {result[f'valid_bits_per_{unit}']:.4f} bits/{unit} (best epoch "
               f"{history.best_epoch})")
     print(f"model saved to {out}")
+    if curve is not None:
+        print(f"learning curve drawn in {curve}")
     return 0
 
 

@@ -34,8 +34,8 @@ def add_options(group):
     group.add_argument("--init-from", metavar="LMDIR",
                        help="start from a word-level language model (xprnn lm train --level word "
                             "--tokenizer unicode): its vocabulary, sizes, embedding and recurrent "
-                            "weights; --cell, --hidden, --embedding-dim, --layers and the "
-                            "vocabulary options are then the language model's")
+                            "weights; --cell, --hidden, --embedding-dim, --layers, --tokenizer and "
+                            "the vocabulary options are then the language model's")
     group.add_argument("--discriminative", type=_factor, default=1.0, metavar="F",
                        help="each layer below the output learns at 1/F the rate of the one "
                             "above (ULMFiT: 2.6; default 1: one rate)")
@@ -75,6 +75,7 @@ def load(args, xp, device):
     if args.stopwords != "none":
         raise CLIError("--stopwords: a language model read every word; with --init-from the "
                        "classifier must too (--stopwords none)")
+    args.tokenizer = tokenizer["rule"]
     args.cell, args.embedding_dim = lm.config["cell"], lm.config["embedding_dim"]
     args.hidden, args.layers = lm.config["hidden_size"], lm.config["num_layers"]
     return lm, vocab, dict(tokenizer, stopwords=None)

@@ -70,6 +70,11 @@ def add_parser(sub):
                    help="vocabulary size cap, <pad> and <unk> included")
     x.add_argument("--stopwords", choices=("none", "english"), default=d["stopwords"],
                    help="drop NLTK's English stop words")
+    # no default here: a run resumed from before the option was saved with the ASCII rule
+    x.add_argument("--tokenizer", choices=("unicode", "ascii"), default=None,
+                   help="unicode: words are runs of letters and digits of any script, "
+                        "case-folded ('clichés', '21st'); ascii: the seed notebook's ASCII "
+                        "letters only ('clichs', 'st') (default: unicode)")
     o = t.add_argument_group("training")
     o.add_argument("--batch-size", type=c.positive_int, default=d["batch_size"], metavar="N",
                    help="reviews per step")
@@ -172,14 +177,16 @@ def train(args):
     from ..models import SequenceClassifier
     from ..text import Vocabulary
 
-    tc.apply_resume(args, epochs=DEFAULTS["epochs"])
+    tc.apply_resume(args, epochs=DEFAULTS["epochs"],
+                    tokenizer="ascii" if args.resume is not None else "unicode")
     out = tc.prepare_out(args)
     xp, device = c.backend_from_args(args)
     texts, y, classes, test = _load_train_data(args)
     tr, va = _split(len(texts), args.valid_fraction, args.seed)
     meta = {"task": "sentiment",
             "tokenizer": {"level": "word", "lowercase": True,
-                          "stopwords": None if args.stopwords == "none" else args.stopwords},
+                          "stopwords": None if args.stopwords == "none" else args.stopwords,
+                          "rule": args.tokenizer},
             "classes": classes, "max_len": args.max_len, "truncate": args.truncate}
     lm = None
     if args.init_from is not None:
@@ -231,9 +238,9 @@ def train(args):
                                           device)
         if not args.json:
             say(_baseline.describe(baseline))
-    history, seconds = tc.train_and_save(model, train_b, valid_b, args, out, options, say,
-                                        f"sentiment: {args.cell} {args.hidden}",
-                                        _pretrained.lr_scale(model, args, len(train_b)))
+    history, seconds, curve = tc.train_and_save(
+        model, train_b, valid_b, args, out, options, say, f"sentiment: {args.cell} {args.hidden}",
+        _pretrained.lr_scale(model, args, len(train_b)))
     best = c.best_record(history)
     epochs, train_seconds, tps = c.throughput(history)
     result = {"train_size": int(tr.size), "valid_size": int(va.size), "vocab_size": len(vocab),
@@ -242,6 +249,7 @@ def train(args):
               "valid_accuracy": best.get("valid_accuracy"), "valid_loss": best.get("valid_loss"),
               "test_size": None, "test_accuracy": None, "test_loss": None,
               "stop_reason": history.stop_reason, "model": str(out),
+              "learning_curve": None if curve is None else str(curve),
               "world_size": history.world_size, "baseline": baseline}
     if test is not None:
         m = sd.evaluate_sets(model, test, meta, vocab, team.evaluate_all,
@@ -277,6 +285,8 @@ def _summary(r, train_seconds):
     for part in tests if len(tests) > 1 else []:  # each --test argument when several
         print(f"  test accuracy {part['accuracy']:.4f} ({part['size']} reviews, {part['data']})")
     print(f"model saved to {r['model']}")
+    if r["learning_curve"]:
+        print(f"learning curve drawn in {r['learning_curve']}")
 
 
 # -- eval / predict ------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from . import _checks
 from ._common import CLIError
 
 __all__ = ["add_csv_options", "read_sets", "read_labelled", "evaluate_sets", "label_ids",
-           "tokenize", "encode", "subset", "encoding", "as_list", "IMDB_CLASSES"]
+           "tokenize", "word_rule", "encode", "subset", "encoding", "as_list", "IMDB_CLASSES"]
 
 IMDB_CLASSES = ("negative", "positive")  # aclImdb's neg/pos folders, named as in the sample
 DATA_HELP = ("aclImdb .tar.gz or folder, a folder per class (its sub-folders' names are the "
@@ -183,11 +183,17 @@ def label_ids(labels, classes, option, where):
         raise CLIError(f"{option} {where}: {e} (the classes the model was trained on)") from None
 
 
+def word_rule(meta):
+    """The word rule a model was trained with: ``meta["tokenizer"]["rule"]``; a model saved
+    before there was a choice has none and used the ASCII rule."""
+    return meta["tokenizer"].get("rule", "ascii")
+
+
 def tokenize(texts, meta):
     from ..text import tokenize_words
 
-    stop = meta["tokenizer"]["stopwords"]
-    return [tokenize_words(t, stopwords=stop) for t in texts]
+    stop, rule = meta["tokenizer"]["stopwords"], word_rule(meta)
+    return [tokenize_words(t, stopwords=stop, rule=rule) for t in texts]
 
 
 def encode(token_lists, vocab):

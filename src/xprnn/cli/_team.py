@@ -9,7 +9,7 @@ import time
 
 from ._common import CLIError
 
-__all__ = ["current", "end_job", "evaluate_all"]
+__all__ = ["current", "follower", "end_job", "evaluate_all"]
 
 
 _TEAM = []  # the DataParallel of this process once asked (None in a single process)
@@ -28,6 +28,12 @@ def current():
         _TEAM.append(None if comm is None else DataParallel(
             comm, transport=os.environ.get("XPRNN_TRANSPORT", "host")))
     return _TEAM[0]
+
+
+def follower():
+    """Whether this process is one of the processes 1.. of a data-parallel run (which print no
+    notes); asks nothing of MPI that was not asked already."""
+    return bool(_TEAM) and _TEAM[0] is not None and _TEAM[0].rank > 0
 
 
 def end_job(error):

@@ -14,7 +14,7 @@ from ._team import current as _team
 
 __all__ = ["make_optimizer", "progress_on", "say", "add_noise_options", "noise_options",
            "add_run_options", "apply_resume", "prepare_out", "check_resumable",
-           "train_and_save"]
+           "train_and_save", "diverged_message"]
 
 
 def make_optimizer(name, lr):
@@ -112,7 +112,15 @@ def check_resumable(args, model):
     from ..training.state import read_meta
 
     saved = read_meta(args.resume)
-    changed = [k for k in ("vocab", "classes", "tokenizer") if saved.get(k) != model.meta.get(k)]
+
+    def same(key):
+        a, b = saved.get(key), model.meta.get(key)
+        if key == "tokenizer" and isinstance(a, dict) and isinstance(b, dict):
+            # a run saved before the word rule was a choice used the ASCII rule
+            a, b = {"rule": "ascii", **a}, {"rule": "ascii", **b}
+        return a == b
+
+    changed = [k for k in ("vocab", "classes", "tokenizer") if not same(k)]
     if changed:
         raise CLIError(f"--resume {args.resume}: the data no longer gives the run's "
                        f"{' and '.join(changed)}; was a data file changed?")
@@ -122,7 +130,8 @@ def train_and_save(model, train_b, valid_b, args, out, options, say, title, lr_s
     """``fit`` with the options every train command shares (optimizer, clipping, patience, time
     limit, the model in ``out`` after every epoch (the best one when there is validation), the
     training state beside it, ``--resume``), then save the model and its history and learning
-    curve. Returns ``(history, seconds)``; a diverged run becomes a :class:`CLIError` (code 1),
+    curve. Returns ``(history, seconds, curve)``, ``curve`` the learning curve's PNG or None
+    (without matplotlib, or in processes 1..); a diverged run becomes a :class:`CLIError` (code 1),
     Ctrl-C a :class:`~xprnn.training.TrainingInterrupted` that says where everything is.
 
     Under ``mpiexec`` with several processes the run is data-parallel
@@ -131,6 +140,7 @@ def train_and_save(model, train_b, valid_b, args, out, options, say, title, lr_s
 
     ``lr_scale`` is the optimizer's per-parameter learning-rate factor
     (:attr:`xprnn.optim.Optimizer.lr_scale`), for fine-tuning."""
+    from ..checkpoint import WEIGHTS_NAME
     from ..training import TrainingDiverged, TrainingInterrupted, fit
     from ..training.state import STATE_NAME, ResumeError
 
@@ -147,6 +157,8 @@ def train_and_save(model, train_b, valid_b, args, out, options, say, title, lr_s
     else:  # the summary and --json are process 0's to print
         sys.stdout = open(os.devnull, "w", encoding="utf-8")
     deadline = None if args.max_minutes is None else time.monotonic() + 60 * args.max_minutes
+    weights = out / WEIGHTS_NAME
+    stamp = weights.stat().st_mtime_ns if lead and weights.exists() else None
     t0 = time.perf_counter()
     state = out / STATE_NAME
     optimizer = make_optimizer(args.optimizer, args.lr)
@@ -160,7 +172,13 @@ def train_and_save(model, train_b, valid_b, args, out, options, say, title, lr_s
     except TrainingDiverged as e:
         if lead:
             write_history(out, e.history, options, f"{title} (diverged)")
-        raise CLIError(f"{e}; try a smaller --lr or a --clip", code=1,
+        if not weights.exists():
+            kept = "none"
+        elif args.resume is None and weights.stat().st_mtime_ns == stamp:
+            kept = "earlier"  # --force: the model of the run before this one, untouched
+        else:
+            kept = "this"
+        raise CLIError(diverged_message(e.history, args, out, kept), code=1,
                        everywhere=True) from None
     except TrainingInterrupted as e:
         if lead:
@@ -175,10 +193,30 @@ def train_and_save(model, train_b, valid_b, args, out, options, say, title, lr_s
     except ResumeError as e:  # a training state that does not fit (checked before any change)
         raise CLIError(f"--resume {args.resume}: {e}") from None
     seconds = time.perf_counter() - t0
+    curve = None
     if lead:
         model.save(out)
-        write_history(out, history, options, title)
-    return history, seconds
+        curve = next((p for p in write_history(out, history, options, title)
+                      if p.suffix == ".png"), None)
+    return history, seconds, curve
+
+
+def diverged_message(history, args, out, kept):
+    """One line for a diverged run: what happened and where, which model is kept in ``out``
+    (``kept``: "this" run's, saved before it diverged, never the exploded parameters; an
+    "earlier" run's that ``--force`` did not replace; or "none"), and what to try."""
+    if kept == "this" and history.best_epoch is not None:
+        kept = f"the model of epoch {history.best_epoch}, the best before that, is kept in {out}"
+    elif kept == "this":  # no validation: the last epoch that ended usable was saved
+        kept = f"the model of the last epoch that ended before that is kept in {out}"
+    elif kept == "earlier":
+        kept = (f"no model of this run was saved (no epoch ended with a usable model); {out} "
+                "still holds the earlier run's model")
+    else:
+        kept = "no model was saved (no epoch ended with a usable model)"
+    clip = (f"a smaller --clip than {args.clip:g}" if args.clip else "--clip 1")
+    return (f"training diverged: {history.stop_reason}; {kept}; try a smaller --lr than "
+            f"{args.lr:g}, or {clip}")
 
 
 def add_noise_options(group):

@@ -13,23 +13,27 @@ from __future__ import annotations
 
 import math
 import numbers
+import weakref
 from typing import NamedTuple
 
 import numpy as np
 
 from ..backend import check_float, device_of, index_add, namespace
 from . import shapes
+from .inputs import check_cache
 from .module import Module
 
 __all__ = ["embedding", "embedding_backward", "Embedding", "EmbeddingCache"]
 
 
 class EmbeddingCache(NamedTuple):
-    """What :func:`embedding_backward` needs from :func:`embedding`."""
+    """What :func:`embedding_backward` needs from :func:`embedding`; :meth:`Embedding.forward`
+    adds the layer that made it, which :meth:`Embedding.backward` checks."""
 
     ids: object  # flat integer ids (N,)
     shape: tuple  # S, the shape of the ids
     num_embeddings: int
+    owner: object = None  # weak reference to the Embedding whose forward made the cache
 
 
 def _check_ids(ids, num_embeddings, *, xp):
@@ -83,7 +87,7 @@ def embedding_backward(cache, dy, *, xp, padding_idx=None):
     -------
     dW : array, shape (V, D), dtype of ``dy``
     """
-    flat, _, V = cache
+    flat, V = cache.ids, cache.num_embeddings
     dy = xp.reshape(dy, (flat.shape[0], dy.shape[-1]))
     if padding_idx is not None:
         # drop the padding tokens before summing (``where``, not a 0/1 product, so even nan/inf
@@ -159,12 +163,23 @@ class Embedding(Module):
         W = self.params["weight"]
         xp = namespace(ids, W, names=["ids", "weight"])
         _check_ids(ids, self.num_embeddings, xp=xp)
-        return embedding(W, ids, xp=xp)
+        y, cache = embedding(W, ids, xp=xp)
+        return y, cache._replace(owner=weakref.ref(self))
 
     def backward(self, cache, dy):
         """``(None, {"weight": dW})`` from the ``cache`` of :meth:`forward` and ``dy`` (shape of
         ``y``); like every module's backward, input gradient first (ids have none), then the
-        parameter gradients."""
+        parameter gradients.
+
+        Raises
+        ------
+        TypeError
+            For a cache that is not an :class:`EmbeddingCache` (e.g. None), or a ``dy`` that is
+            not floating point.
+        ValueError
+            For a cache made by another layer, or a ``dy`` whose shape is not that of ``y``.
+        """
+        check_cache(self, cache, EmbeddingCache, keep=False)
         W = self.params["weight"]
         xp = namespace(dy, W, names=["dy", "weight"])
         check_float(dy, "dy", xp, W.dtype)

@@ -91,20 +91,26 @@ def check_sequence(layer, x, h0, lengths):
     return xp, x, init, info, unbatched
 
 
-def check_grad(d, expected, name):
-    """Raise unless ``d`` (a gradient, or None) has the ``expected`` shape."""
+def check_grad(d, expected, name, of=None):
+    """Raise unless ``d`` (a gradient, or None) has the ``expected`` shape, that of forward's
+    ``of`` (by default ``name`` without its ``d_``)."""
     if d is not None and tuple(d.shape) != tuple(expected):
         raise ValueError(f"{name} has shape {tuple(d.shape)}, expected {tuple(expected)} (the "
-                         f"shape of {name.removeprefix('d_')} from forward)")
+                         f"shape of {of or name.removeprefix('d_')} from forward)")
 
 
-def check_cache(layer, cache, kind):
-    """Raise unless ``cache`` is a ``kind`` that ``layer``'s forward made (and kept)."""
+def check_cache(layer, cache, kind, *, keep=True):
+    """Raise unless ``cache`` is a ``kind`` that ``layer``'s forward made (and kept): a
+    NamedTuple whose ``owner`` field is a weak reference to the layer. ``keep``: whether the
+    layer's forward has a ``keep`` argument (to word the error)."""
     if not isinstance(cache, kind):
-        got = "None (forward(..., keep=False) and layer(x) keep no cache)" if cache is None \
-            else type(cache).__name__
+        if cache is None:
+            got = ("None (forward(..., keep=False) and layer(x) keep no cache)" if keep
+                   else "None")
+        else:
+            got = type(cache).__name__
         raise TypeError(f"cache must be the {kind.__name__} returned by this layer's "
-                        f"forward(x) (keep=True), got {got}")
+                        f"forward(x){' (keep=True)' if keep else ''}, got {got}")
     owner = cache.owner() if cache.owner is not None else None
     if owner is not layer:
         raise ValueError(f"cache was made by another layer ({owner!r}), not by this one "

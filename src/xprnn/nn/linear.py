@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import math
+import weakref
+from typing import NamedTuple
 
 import numpy as np
 
 from ..backend import check_float, namespace
 from . import shapes
+from .inputs import check_cache, check_grad
 from .module import Module
 
-__all__ = ["Linear", "linear", "linear_backward"]
+__all__ = ["Linear", "LinearCache", "linear", "linear_backward"]
+
+
+class LinearCache(NamedTuple):
+    """What :meth:`Linear.backward` needs from :meth:`Linear.forward`, and what it checks the
+    cache and the gradient against: the layer that made it and the shape of ``y``."""
+
+    xp: object
+    x: object  # the input (..., in_features)
+    owner: object  # weak reference to the layer whose forward made the cache
+    out_shape: tuple  # of y
 
 
 def linear(x, W, b, *, xp):
@@ -65,7 +78,7 @@ class Linear(Module):
         return f"{self.in_features}, {self.out_features}, bias={'bias' in self.params}"
 
     def forward(self, x):
-        """``y, cache``: y of shape ``(..., out_features)``."""
+        """``y, cache``: y of shape ``(..., out_features)``, cache a :class:`LinearCache`."""
         W, b = self.params["weight"], self.params.get("bias")
         xp = namespace(x, W, names=["x", "Linear weight"])
         check_float(x, "x", xp, self.dtype)
@@ -74,11 +87,22 @@ class Linear(Module):
                 f"x has shape {tuple(x.shape)}; its last axis must be in_features="
                 f"{self.in_features}"
             )
-        return linear(x, W, b, xp=xp), (xp, x)
+        y = linear(x, W, b, xp=xp)
+        return y, LinearCache(xp, x, weakref.ref(self), tuple(y.shape))
 
     def backward(self, cache, dy):
-        """``dx, grads`` for the upstream gradient ``dy`` of shape ``(..., out_features)``."""
-        xp, x = cache
+        """``dx, grads`` for the upstream gradient ``dy`` of shape ``(..., out_features)``.
+
+        Raises
+        ------
+        TypeError
+            For a cache that is not a :class:`LinearCache` (e.g. None).
+        ValueError
+            For a cache made by another layer, or a ``dy`` whose shape is not that of ``y``.
+        """
+        check_cache(self, cache, LinearCache, keep=False)
+        check_grad(dy, cache.out_shape, "dy", of="y")
+        xp, x = cache.xp, cache.x
         W = self.params["weight"]
         dx, dW, db = linear_backward(dy, x, W, "bias" in self.params, xp=xp)
         grads = {"weight": dW}

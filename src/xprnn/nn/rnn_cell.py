@@ -8,6 +8,7 @@ backward are the layers' own, not a second copy. Parameters carry PyTorch's name
 
 from __future__ import annotations
 
+import weakref
 from typing import NamedTuple
 
 import numpy as np
@@ -16,7 +17,7 @@ from .. import cells
 from ..backend import check_float, namespace
 from ..cells import elman
 from . import shapes
-from .inputs import positive_int
+from .inputs import check_cache, check_grad, positive_int
 from .module import Module
 from .recurrent import layer_backward, layer_forward
 from .rnn import TorchNamed
@@ -25,10 +26,14 @@ __all__ = ["RecurrentCell", "RNNCell", "LSTMCell", "GRUCell", "StepCache"]
 
 
 class StepCache(NamedTuple):
-    """What :meth:`RecurrentCell.backward` needs from :meth:`RecurrentCell.forward`."""
+    """What :meth:`RecurrentCell.backward` needs from :meth:`RecurrentCell.forward`, and what
+    it checks the cache and the gradients against: the cell that made it and the shape of each
+    state it returned."""
 
     loop: object  # the LayerCache of a one-step loop
     unbatched: bool
+    owner: object = None  # weak reference to the cell whose forward made the cache
+    state_shape: tuple = ()  # of each entry of the new state
 
 
 class RecurrentCell(Module):
@@ -117,8 +122,9 @@ class RecurrentCell(Module):
         new = tuple(s[0, ...] for s in new)
         if unbatched:
             new = tuple(s[0, :] for s in new)
+        shape = tuple(new[0].shape)
         new = new if self.cell.num_states > 1 else new[0]
-        return new, (StepCache(c, unbatched) if keep else None)
+        return new, (StepCache(c, unbatched, weakref.ref(self), shape) if keep else None)
 
     def backward(self, cache, d_state):
         """Gradients of one step.
@@ -133,13 +139,33 @@ class RecurrentCell(Module):
         dx : array shaped like ``x``
         d_state_prev : shaped like ``state`` (LSTM: pair ``(dh, dc)``)
         grads : dict with the keys of :meth:`state_dict`
+
+        Raises
+        ------
+        TypeError
+            For a cache that is not a :class:`StepCache` (``None`` from ``keep=False``).
+        ValueError
+            For a cache made by another cell, a ``d_state`` with the wrong number of entries or
+            an entry whose shape is not that of the new state (no data is read).
         """
+        check_cache(self, cache, StepCache)
         c = cache.loop
         xp = namespace(c.x, names=["cache"])
         _, B, _ = c.x.shape
         ns = self.cell.num_states
-        ds = list(d_state) if isinstance(d_state, tuple) else [d_state] * (ns if d_state is None
-                                                                           else 1)
+        if d_state is None:
+            ds = [None] * ns
+        elif isinstance(d_state, (tuple, list)):
+            ds = list(d_state)
+        else:
+            ds = [d_state]
+        if len(ds) != ns:
+            want = "one array" if ns == 1 else f"a tuple of {ns} (one per state " \
+                f"{self.cell.states}, each may be None)"
+            raise ValueError(f"d_state must be {want}, got {len(ds)} entr"
+                             f"{'y' if len(ds) == 1 else 'ies'}")
+        for i, d in enumerate(ds):
+            check_grad(d, cache.state_shape, f"d_state[{i}]" if ns > 1 else "d_state")
         zeros = xp.zeros((B, self.hidden_size), dtype=self.dtype, device=self.device)
         ds = tuple(zeros if d is None else (d[None, :] if cache.unbatched else d) for d in ds)
         d_out = xp.zeros((1, B, self.hidden_size), dtype=self.dtype, device=self.device)

@@ -11,11 +11,14 @@ from collections import Counter
 from functools import lru_cache
 from importlib import resources
 
+from ._unicode import unicode_words
+
 __all__ = [
     "PAD",
     "UNK",
     "tokenize_words",
     "tokenize_chars",
+    "WORD_RULES",
     "english_stopwords",
     "Vocabulary",
 ]
@@ -28,6 +31,7 @@ _BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 # The seed notebook's `[^a-zA-Z\s]` applied after lowercasing: digits, punctuation, apostrophes
 # ("don't" -> "dont") and non-ASCII letters ("café" -> "caf") all go.
 _NOT_LETTER = re.compile(r"[^a-z\s]")
+WORD_RULES = ("unicode", "ascii")  # the rules of tokenize_words, the default first
 
 
 @lru_cache(maxsize=1)
@@ -56,28 +60,44 @@ def _stopword_set(stopwords) -> frozenset:
         ) from None
 
 
-def tokenize_words(text: str, stopwords=None) -> list[str]:
-    """Split a review into lowercase words, as the seed notebook does.
+def tokenize_words(text: str, stopwords=None, *, rule="unicode") -> list[str]:
+    """Split a review into lowercase words.
 
-    Lowercase, turn ``<br />`` (``<br/>``, ``<br>``) into spaces, drop every character that is
-    not an ASCII letter or whitespace, split on whitespace, then drop the stop words.
+    Turn ``<br />`` (``<br/>``, ``<br>``) into spaces, then by ``rule``:
+
+    - ``"unicode"`` (the default): case-fold (``str.casefold``: "Straße" is "strasse"), delete
+      apostrophes ("don't" is "dont"), and keep each run of letters, numbers and combining
+      marks of any script as a word ("clichés", "21st", "привет", "你好"); every other
+      character separates words ("well-made" is two words);
+    - ``"ascii"``: the seed notebook's rule: lowercase, delete every character that is not an
+      ASCII letter or whitespace ("clichés" is "clichs", "21st" is "st", "well-made" is
+      "wellmade"), split on whitespace;
+
+    then drop the stop words.
 
     Parameters
     ----------
     text : str
     stopwords : None, "english" or iterable of str
-        Words to drop, compared with the tokens as produced (lowercase, letters only).
+        Words to drop, compared with the tokens as produced (lowercase, no apostrophes).
         ``"english"`` is :func:`english_stopwords`.
+    rule : {"unicode", "ascii"}
 
     Examples
     --------
     >>> tokenize_words("I didn't like it.<br /><br />Not at ALL!", stopwords="english")
     ['like']
+    >>> tokenize_words("Clichés of the 21st century"), tokenize_words("Clichés of the 21st "
+    ...                                                               "century", rule="ascii")
+    (['clichés', 'of', 'the', '21st', 'century'], ['clichs', 'of', 'the', 'st', 'century'])
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
+    if rule not in WORD_RULES:
+        raise ValueError(f"rule must be one of {WORD_RULES}, got {rule!r}")
     stop = _stopword_set(stopwords)
-    words = _NOT_LETTER.sub("", _BREAK.sub(" ", text).lower()).split()
+    text = _BREAK.sub(" ", text)
+    words = unicode_words(text) if rule == "unicode" else _NOT_LETTER.sub("", text.lower()).split()
     return [w for w in words if w not in stop] if stop else words
 
 

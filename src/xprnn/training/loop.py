@@ -9,10 +9,12 @@ state carries from chunk to chunk (truncated BPTT), reset at each epoch.
 
 from __future__ import annotations
 
+import math
 import time
 
 from tqdm.auto import tqdm
 
+from .divergence import Divergence
 from .history import History, TrainingDiverged, TrainingInterrupted
 from .interrupt import deferred_interrupt
 from .state import load_state, save_state
@@ -49,10 +51,11 @@ def evaluate(model, batches, *, reduce=None):
 
 def _score(rec, metric, mode):
     """A validation record's rank, larger is better: the model's metric, ties broken by the
-    lower loss (an accuracy of 20 validation examples ties often); None if not a number."""
+    lower loss (an accuracy of 20 validation examples ties often); None if either is not
+    finite (a validation loss of inf is no better than nan)."""
     main = rec[f"valid_{metric}"] if mode == "max" else -rec[f"valid_{metric}"]
     score = [main, -rec.get("valid_loss", 0.0)]
-    return None if any(v != v for v in score) else score
+    return None if not all(math.isfinite(v) for v in score) else score
 
 
 class _Alone:
@@ -90,12 +93,13 @@ class _Run:
         self.data_epoch = None  # the train iterable's epoch counter at the start of `epoch`
         self.loss_sum, self.tokens, self.seconds = 0.0, 0, 0.0
         self.carry = None
+        self.watch = Divergence()
 
     def trainer(self):
         return {"epoch": self.epoch, "batch": self.batch, "data_epoch": self.data_epoch,
                 "loss_sum": self.loss_sum, "tokens": self.tokens, "seconds": self.seconds,
                 "best_score": self.best_score, "since_best": self.since_best,
-                "history": self.history.to_dict()}
+                "history": self.history.to_dict(), "divergence": self.watch.state()}
 
     def restore(self, loaded):
         t = loaded["trainer"]
@@ -104,6 +108,7 @@ class _Run:
         self.best_score, self.since_best = t["best_score"], t["since_best"]
         self.history = History.from_dict(t["history"])
         self.best_params, self.carry = loaded["best"], loaded["carry"]
+        self.watch.restore(t.get("divergence"))  # absent in states saved before the rule
 
 
 def fit(model, train, optimizer, epochs=1, *, valid=None, clip=None, patience=None,
@@ -124,15 +129,15 @@ def fit(model, train, optimizer, epochs=1, *, valid=None, clip=None, patience=No
     valid : re-iterable of batches, optional
         Evaluated after every epoch (:func:`evaluate`); it decides the best epoch by the
         model's ``selection`` (highest accuracy for a classifier, lowest loss for a language
-        model; ties go to the lower validation loss). An epoch whose score is not a number is
-        never the best.
+        model; ties go to the lower validation loss). An epoch whose validation score is not
+        finite, or that ends with an exploded training loss (see Raises), is never the best.
     clip : float, optional
         Clip the global gradient norm to this value.
     patience : int, optional
         Stop after this many epochs without a better validation score.
     checkpoint : path, optional
         Directory where the best model so far is saved (atomically) after each better epoch;
-        without ``valid``, after every epoch.
+        without ``valid``, after every epoch that does not end with an exploded loss.
     restore_best : bool
         Load the best epoch's parameters back at the end (needs ``valid``).
     progress : bool
@@ -165,7 +170,14 @@ def fit(model, train, optimizer, epochs=1, *, valid=None, clip=None, patience=No
     Raises
     ------
     TrainingDiverged
-        If the loss becomes NaN or infinite; the model keeps its last good parameters.
+        If the loss becomes NaN or infinite, or explodes: 5 consecutive steps with a loss at
+        least 100 times the first step's (and at least 100), or training ends on an epoch whose
+        last step's loss or validation loss is that high (:mod:`xprnn.training.divergence`
+        gives the reasons). A bump of a few steps does not stop the run, but an epoch that ends
+        in one is never the best nor saved. The model keeps its last good parameters (those
+        of the last step whose loss was below the limit); ``checkpoint`` keeps the best epoch,
+        if any. Under data parallelism every process sees the same summed losses, so all stop
+        at the same step.
     TrainingInterrupted
         On Ctrl-C: the step under way is finished, the training state written (when ``state``
         is given), and the exception says where. A second Ctrl-C stops at once.
@@ -178,6 +190,15 @@ def fit(model, train, optimizer, epochs=1, *, valid=None, clip=None, patience=No
     metric, mode = model.selection
     history = run.history
     good = model.state_dict()  # references, not copies: updates build new arrays
+
+    def diverged(e, where):
+        model.update(good)
+        history.stop_reason = f"{e} {where}"
+        return TrainingDiverged(
+            f"training stopped: {history.stop_reason}; the model keeps its last good "
+            "parameters" + (f" and the best checkpoint is in {checkpoint}"
+                            if checkpoint and run.best_params is not None else ""),
+            history)
 
     def save_to_state():
         carry = team.gather_carry(run.carry)  # every process takes part, one may write
@@ -210,16 +231,12 @@ def fit(model, train, optimizer, epochs=1, *, valid=None, clip=None, patience=No
                 try:
                     result = train_step(model, batch, optimizer, carry=run.carry, clip=clip,
                                         grad_hook=grad_hook, reduce=reduce)
+                    run.watch.observe(result.loss)
                 except TrainingDiverged as e:
-                    model.update(good)
-                    history.stop_reason = f"{e} at epoch {epoch}, step {steps + 1}"
-                    raise TrainingDiverged(
-                        f"training stopped: {history.stop_reason}; the model keeps its last good "
-                        "parameters" + (f" and the best checkpoint is in {checkpoint}"
-                                        if checkpoint and run.best_params is not None else ""),
-                        history,
-                    ) from None
-                good, run.carry = before, result.carry
+                    raise diverged(e, f"at epoch {epoch}, step {steps + 1}") from None
+                if not run.watch.above:  # parameters whose loss was seen below the limit
+                    good = before
+                run.carry = result.carry
                 steps += 1
                 run.batch = steps
                 run.loss_sum += result.loss
@@ -240,7 +257,6 @@ def fit(model, train, optimizer, epochs=1, *, valid=None, clip=None, patience=No
                                            "steps")
                     break
             bar.close()
-            good = model.state_dict()
             seconds = time.perf_counter() - t0
             rec = {"epoch": epoch, "train_loss": run.loss_sum / max(steps, 1),
                    "seconds": seconds,
@@ -251,15 +267,21 @@ def fit(model, train, optimizer, epochs=1, *, valid=None, clip=None, patience=No
             if valid is not None:
                 metrics = evaluate(model, valid, reduce=team.reduce_sums)
                 rec.update({f"valid_{k}": v for k, v in metrics.items()})
+            # an epoch ending with an exploded loss is neither the best nor saved
+            usable = run.watch.end_epoch(rec.get("valid_loss"))
+            if usable:
+                good = model.state_dict()
+            if valid is not None:
                 score = _score(rec, metric, mode)
-                if score is not None and (run.best_score is None or score > run.best_score):
+                if usable and score is not None and (run.best_score is None
+                                                      or score > run.best_score):
                     run.best_score, run.best_params, run.since_best = score, good, 0
                     history.best_epoch = epoch
                     if checkpoint is not None:
                         model.save(checkpoint)
                 else:
                     run.since_best += 1
-            elif checkpoint is not None:  # without validation the latest model is the one kept
+            elif checkpoint is not None and usable:  # without validation: the latest one
                 model.save(checkpoint)
             history.epochs.append(rec)
             out_of_patience = patience is not None and valid is not None and (
@@ -272,6 +294,10 @@ def fit(model, train, optimizer, epochs=1, *, valid=None, clip=None, patience=No
                               for k, v in rec.items()))
             if history.stop_reason is not None:  # the deadline passed, or patience ran out
                 break
+        try:
+            run.watch.check_end()
+        except TrainingDiverged as e:
+            raise diverged(e, f"at the end of epoch {run.epoch - 1}") from None
     if restore_best and run.best_params is not None:
         model.update(run.best_params)
     return history
