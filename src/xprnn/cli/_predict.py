@@ -265,21 +265,13 @@ def predict(args):
         return _rounds.Rounds(me).run(None, classify, None, chunk_size=args.chunk_size)
     blanks, written = _Blanks(), [0]
     rounds = _rounds.Rounds(me)
-    with _sigterm_as_interrupt(), rounds, _output(args.output) as f, \
-            contextlib.ExitStack() as stack:
-        src, name, items = _open(args, table, stack)
-        bar = stack.enter_context(_bar(args, src, len(args.texts) if args.texts else None))
-        write = _writer(f, meta["classes"], args.json,
-                        args.output is None and sys.stdout.isatty())
-
-        def write_and_count(chunk, proba):
-            written[0] += write(chunk, proba)
-            bar.update((src.tell() if src is not None and src.size else written[0]) - bar.n)
-            bar.set_postfix_str(f"{written[0]:,} texts", refresh=False)
-
-        with _checks.reader_warnings("--input"):
-            rounds.run(blanks.filter(_checked(items)), classify, write_and_count,
-                       chunk_size=args.chunk_size)
+    try:
+        name = _classify_all(args, table, rounds, classify, meta["classes"], blanks, written)
+    except BrokenPipeError:  # the reader of stdout has gone (| head): stop quietly, as cat does
+        if args.output is not None:
+            raise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # for the final flush
+        return 128 + signal.SIGPIPE
     blanks.warn(name, written[0])
     if written[0] == 0 and not blanks.count:
         _checks.warn(f"{name}: no texts to classify")
@@ -289,6 +281,26 @@ def predict(args):
         print(f"xprnn: wrote {written[0]:,} predictions to {args.output} in {seconds:.1f} s "
               f"({written[0] / max(seconds, 1e-9):,.0f} texts/s{procs})", file=sys.stderr)
     return 0
+
+
+def _classify_all(args, table, rounds, classify, classes, blanks, written):
+    """Process 0's part: open the output and the input, and run the rounds, writing what they
+    classify; returns the input's name."""
+    with _sigterm_as_interrupt(), rounds, _output(args.output) as f, \
+            contextlib.ExitStack() as stack:
+        src, name, items = _open(args, table, stack)
+        bar = stack.enter_context(_bar(args, src, len(args.texts) if args.texts else None))
+        write = _writer(f, classes, args.json, args.output is None and sys.stdout.isatty())
+
+        def write_and_count(chunk, proba):
+            written[0] += write(chunk, proba)
+            bar.update((src.tell() if src is not None and src.size else written[0]) - bar.n)
+            bar.set_postfix_str(f"{written[0]:,} texts", refresh=False)
+
+        with _checks.reader_warnings("--input"):
+            rounds.run(blanks.filter(_checked(items)), classify, write_and_count,
+                       chunk_size=args.chunk_size)
+    return name
 
 
 def _bar(args, src, total):

@@ -41,8 +41,10 @@ def chunks(items, size):
 
 def classify(model, meta, vocab, texts, batch_size):
     """Class probabilities ``(len(texts), classes)`` (NumPy float64) of ``texts``, in their
-    order; the texts are batched by length (fewer padded steps), which leaves each text's result
-    as it is alone."""
+    order. The texts are batched by length (fewer padded steps); a text's result does not depend
+    on its batch beyond round-off (BLAS may sum in another order for another batch shape, e.g.
+    a matrix-vector product for a batch of one), and the batches depend on the chunk alone, so
+    the same chunks give the same bytes in any process."""
     from ..backend import to_numpy
     from ..text.batching import pad_batch
     from . import _sentiment_data as sd
