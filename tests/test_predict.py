@@ -13,8 +13,10 @@ import io
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -174,6 +176,19 @@ def test_blank_texts_are_skipped_with_a_warning_naming_them(tmp_path, model, cap
             "classify; 12 prediction(s) for 14 text(s)") in err
 
 
+def test_a_progress_bar_on_stderr_and_empty_input(tmp_path, model, capsys, monkeypatch):
+    src = _lines_file(tmp_path / "in.txt", _texts(30))
+    code, out, err = _run(capsys, "sentiment", "predict", "--model", model, "-i", src,
+                          "--json", "--progress", "--chunk-size", "8")
+    assert code == 0
+    assert len(_json(out)) == 30  # stdout holds the results alone
+    assert "predict: 100%" in err and "30 texts" in err
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
+    code, out, err = _run(capsys, "sentiment", "predict", "--model", model, "-i", "-")
+    assert code == 0 and out == ""
+    assert "xprnn: warning: <stdin>: no texts to classify" in err
+
+
 # -- constant memory -----------------------------------------------------------------------------
 
 
@@ -256,6 +271,30 @@ def test_output_is_written_whole_or_not_at_all(tmp_path, model, capsys, monkeypa
                         out, "--chunk-size", "8")
     assert code == 130 and len(calls) == 3
     assert _leftovers(out.parent) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_output_to_a_device_or_through_a_link(tmp_path, model, capsys):
+    src = _lines_file(tmp_path / "in.txt", _texts(5))
+    fifo = tmp_path / "fifo"  # like /dev/null or /dev/stdout: renaming onto it would replace it
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text(encoding="utf-8")),
+                              daemon=True)
+    reader.start()
+    code, _, err = _run(capsys, "sentiment", "predict", "--model", model, "-i", src, "-o",
+                        fifo)
+    reader.join(timeout=10)
+    assert code == 0, err
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and len(got[0].splitlines()) == 5
+    target = tmp_path / "real.tsv"
+    target.write_text("old\n", encoding="utf-8")
+    (tmp_path / "link.tsv").symlink_to(target)
+    code, _, _ = _run(capsys, "sentiment", "predict", "--model", model, "-i", src, "-o",
+                      tmp_path / "link.tsv")
+    assert code == 0
+    assert (tmp_path / "link.tsv").is_symlink()  # the link is kept, its target replaced
+    assert len(target.read_text(encoding="utf-8").splitlines()) == 5
 
 
 def test_output_folder_is_checked_before_any_work(tmp_path, model, capsys):
@@ -371,4 +410,11 @@ def test_an_error_in_one_process_ends_the_job_and_writes_nothing(tmp_path, model
                         "--model", model, "-i", bad, "--chunk-size", "10", "-o", out / "p.tsv")
     assert rc == 2
     assert f"xprnn: error: --input: {bad}: line 47: 3 field(s), expected 2" in err
+    assert _leftovers(out) == []
+    # an input that process 0 cannot open, before the first round: no abort, one message
+    rc, _, err = mpirun(tmp_path, sys.executable, "-m", "xprnn", "sentiment", "predict",
+                        "--model", model, "-i", "missing.txt", "-o", out / "p.tsv")
+    assert rc == 2
+    assert err.count("xprnn: error: --input: missing.txt: no such file") == 1
+    assert "Abort" not in err
     assert _leftovers(out) == []

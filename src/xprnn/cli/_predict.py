@@ -161,13 +161,24 @@ class _Blanks:
 def _output(path):
     """A text file to write the results to: standard output, or a temporary file beside
     ``path`` renamed to ``path`` once all is written (removed on any error, Ctrl-C or
-    SIGTERM), so ``path`` is whole or untouched. The folder is checked at once."""
+    SIGTERM), so ``path`` is whole or untouched. The folder is checked at once. A path that is
+    not a regular file (``/dev/null``, ``/dev/stdout``, a named pipe) is written as it is: a
+    rename would replace it; a symbolic link's target is replaced, not the link."""
     if path is None:
         yield sys.stdout
         return
     p = Path(path)
     if p.is_dir():
         raise CLIError(f"--output {p}: is a folder; give a file name")
+    if p.exists() and not p.is_file():
+        try:
+            f = open(p, "w", encoding="utf-8", newline="\n")  # noqa: SIM115 (closed below)
+        except OSError as e:
+            raise CLIError(f"--output {p}: cannot be written ({e.strerror or e})") from None
+        with f:
+            yield f
+        return
+    p = p.resolve() if p.is_symlink() else p
     folder = p.parent
     if not folder.is_dir():
         raise CLIError(f"--output {p}: the folder {folder} does not exist")
@@ -245,7 +256,11 @@ def _writer(f, classes, as_json, short):
 
 def predict(args):
     t0 = time.perf_counter()
-    table = _check_input(args)
+    try:
+        table = _check_input(args)
+    except CLIError as e:  # the same in every process under mpiexec: nothing to abort
+        e.everywhere = True
+        raise
     me = team.current()
     lead = me is None or me.rank == 0
     if me is not None and args.input == "-":
