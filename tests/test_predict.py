@@ -295,6 +295,12 @@ def test_output_to_a_device_or_through_a_link(tmp_path, model, capsys):
     assert code == 0
     assert (tmp_path / "link.tsv").is_symlink()  # the link is kept, its target replaced
     assert len(target.read_text(encoding="utf-8").splitlines()) == 5
+    if os.path.exists("/dev/full"):  # Linux: every write fails as on a full disk
+        code, _, err = _run(capsys, "sentiment", "predict", "--model", model, "-i", src, "-o",
+                            "/dev/full")
+        assert code == 2
+        assert err == ("xprnn: error: --output /dev/full: cannot be written (No space left on "
+                       "device)\n")
 
 
 def test_output_folder_is_checked_before_any_work(tmp_path, model, capsys):

@@ -190,10 +190,13 @@ def _output(path):
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _mode(p))
-        os.replace(tmp, p)
+            try:
+                f.flush()
+                os.fsync(f.fileno())
+                os.chmod(tmp, _mode(p))
+                os.replace(tmp, p)
+            except OSError as e:  # a full disk, say
+                raise CLIError(f"--output {p}: cannot be written ({e.strerror or e})") from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -228,7 +231,7 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _writer(f, classes, as_json, short):
+def _writer(f, classes, as_json, short, where):
     import numpy as np
 
     def write(chunk, proba):
@@ -245,7 +248,12 @@ def _writer(f, classes, as_json, short):
                 if short and len(flat) > _SHORT:
                     flat = flat[:_SHORT - 3] + "..."
                 lines.append(f"{classes[k]}\t{p[k]:.3f}\t{flat}")
-        f.write("\n".join(lines) + "\n")
+        try:
+            f.write("\n".join(lines) + "\n")
+        except BrokenPipeError:  # the reader has gone: predict stops quietly
+            raise
+        except OSError as e:
+            raise CLIError(f"{where}: cannot be written ({e.strerror or e})") from None
         return len(lines)
 
     return write
@@ -305,7 +313,8 @@ def _classify_all(args, table, rounds, classify, classes, blanks, written):
             contextlib.ExitStack() as stack:
         src, name, items = _open(args, table, stack)
         bar = stack.enter_context(_bar(args, src, len(args.texts) if args.texts else None))
-        write = _writer(f, classes, args.json, args.output is None and sys.stdout.isatty())
+        write = _writer(f, classes, args.json, args.output is None and sys.stdout.isatty(),
+                        "standard output" if args.output is None else f"--output {args.output}")
 
         def write_and_count(chunk, proba):
             written[0] += write(chunk, proba)

@@ -107,7 +107,7 @@ def _code(error):
 
 def _rounds(team, stream, classify_texts, write):
     comm, n, rank = team.comm, team.size, team.rank
-    failure = None  # process 0: (exception, the process it happened in)
+    failure = None  # process 0: the error to raise once every process has stopped
     batch = []
     while True:
         parts = None
@@ -116,20 +116,20 @@ def _rounds(team, stream, classify_texts, write):
                 try:
                     batch = list(itertools.islice(stream, n))
                 except BaseException as e:  # a bad row, Ctrl-C: stop everyone, then raise
-                    failure = (e, 0)
+                    failure = e
             if failure is not None or not batch:
-                code = 0 if failure is None else _code(failure[0])
-                parts = [(_STOP, code)] * n
-            else:
-                parts = [("chunk", c) for c in batch] + [("chunk", [])] * (n - len(batch))
+                parts = [(_STOP, 0 if failure is None else _code(failure))] * n
+            else:  # the texts alone travel; process 0 keeps their lines
+                parts = [("chunk", [text for _, text in c]) for c in batch]
+                parts += [("chunk", [])] * (n - len(batch))
         kind, mine = comm.scatter(parts, root=0)
         if kind == _STOP:
             break
         try:
-            out = ("ok", classify_texts([text for _, text in mine]) if mine else None)
+            out = ("ok", classify_texts(mine) if mine else None)
         except BaseException as e:
             if rank == 0:
-                out, failure = ("failed", None), (e, 0)
+                out, failure = ("failed", None), e
             else:
                 traceback.print_exc()
                 out = ("failed", (type(e).__name__, str(e), _code(e)))
@@ -139,18 +139,17 @@ def _rounds(team, stream, classify_texts, write):
         failed = [(r, info) for r, (status, info) in enumerate(results) if status == "failed"]
         if failed:
             r, (name, message, code) = failed[0]
-            failure = (CLIError(f"process {r} of {n} failed: {name}: {message}", code), r)
+            failure = CLIError(f"process {r} of {n} failed: {name}: {message}", code)
             continue
         try:
             for chunk, (_, proba) in zip(batch, results, strict=False):
                 write(chunk, proba)
         except BaseException as e:
-            failure = (e, 0)
+            failure = e
     if rank != 0:
-        return mine  # the code process 0 sent with the stop
+        return mine  # the exit status process 0 sent with the stop
     if failure is not None:
-        error = failure[0]
-        if isinstance(error, CLIError):
-            error.everywhere = True  # every process has stopped: nothing to abort
-        raise error
+        if isinstance(failure, CLIError):
+            failure.everywhere = True  # every process has stopped: nothing to abort
+        raise failure
     return 0
