@@ -175,8 +175,16 @@ def _output(path):
             f = open(p, "w", encoding="utf-8", newline="\n")  # noqa: SIM115 (closed below)
         except OSError as e:
             raise CLIError(f"--output {p}: cannot be written ({e.strerror or e})") from None
-        with f:
+        try:
             yield f
+        except BaseException:
+            with contextlib.suppress(OSError):
+                f.close()
+            raise
+        try:
+            f.close()  # writes what is buffered
+        except OSError as e:
+            raise CLIError(f"--output {p}: cannot be written ({e.strerror or e})") from None
         return
     p = p.resolve() if p.is_symlink() else p
     folder = p.parent
