@@ -424,3 +424,9 @@ def test_an_error_in_one_process_ends_the_job_and_writes_nothing(tmp_path, model
     assert err.count("xprnn: error: --input: missing.txt: no such file") == 1
     assert "Abort" not in err
     assert _leftovers(out) == []
+    # standard input: MPICH's mpiexec cannot forward it at the pace of the work
+    rc, _, err = mpirun(tmp_path, sys.executable, "-m", "xprnn", "sentiment", "predict",
+                        "--model", model, "-i", "-")
+    assert rc == 2
+    assert "--input -: under mpiexec, standard input cannot be read" in err
+    assert "Abort" not in err

@@ -8,12 +8,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from . import _atomic as atomic
 from . import _checks, _rounds
 from . import _common as c
 from . import _sentiment_data as sd
@@ -25,6 +24,7 @@ __all__ = ["add_parser", "predict"]
 _TABLE_SUFFIXES = (".csv", ".tsv", ".tab")
 _SHOWN = 5  # skipped lines named in the warning
 _SHORT = 60  # characters of a text shown on a terminal
+_SIGPIPE_STATUS = 141  # 128 + SIGPIPE: the status of `cat` in `cat big | head`
 
 
 def add_parser(tasks):
@@ -157,88 +157,6 @@ class _Blanks:
 # -- output --------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _output(path):
-    """A text file to write the results to: standard output, or a temporary file beside
-    ``path`` renamed to ``path`` once all is written (removed on any error, Ctrl-C or
-    SIGTERM), so ``path`` is whole or untouched. The folder is checked at once. A path that is
-    not a regular file (``/dev/null``, ``/dev/stdout``, a named pipe) is written as it is: a
-    rename would replace it; a symbolic link's target is replaced, not the link."""
-    if path is None:
-        yield sys.stdout
-        return
-    p = Path(path)
-    if p.is_dir():
-        raise CLIError(f"--output {p}: is a folder; give a file name")
-    if p.exists() and not p.is_file():
-        try:
-            f = open(p, "w", encoding="utf-8", newline="\n")  # noqa: SIM115 (closed below)
-        except OSError as e:
-            raise CLIError(f"--output {p}: cannot be written ({e.strerror or e})") from None
-        try:
-            yield f
-        except BaseException:
-            with contextlib.suppress(OSError):
-                f.close()
-            raise
-        try:
-            f.close()  # writes what is buffered
-        except OSError as e:
-            raise CLIError(f"--output {p}: cannot be written ({e.strerror or e})") from None
-        return
-    p = p.resolve() if p.is_symlink() else p
-    folder = p.parent
-    if not folder.is_dir():
-        raise CLIError(f"--output {p}: the folder {folder} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{p.name}.", suffix=".tmp")
-    except OSError as e:
-        raise CLIError(f"--output {p}: cannot write in the folder {folder} "
-                       f"({e.strerror or e})") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            yield f
-            try:
-                f.flush()
-                os.fsync(f.fileno())
-                os.chmod(tmp, _mode(p))
-                os.replace(tmp, p)
-            except OSError as e:  # a full disk, say
-                raise CLIError(f"--output {p}: cannot be written ({e.strerror or e})") from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _mode(p):
-    """The permissions of the replaced file, or those of a new file (mkstemp's are 0600)."""
-    try:
-        return p.stat().st_mode & 0o777
-    except OSError:
-        mask = os.umask(0)
-        os.umask(mask)
-        return 0o666 & ~mask
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM (``kill``, a batch system's time limit) raises like Ctrl-C, so the temporary
-    output is removed instead of left behind."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt("terminated (SIGTERM)")
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _writer(f, classes, as_json, short, where):
     import numpy as np
 
@@ -302,7 +220,7 @@ def predict(args):
         if args.output is not None:
             raise
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # for the final flush
-        return 128 + signal.SIGPIPE
+        return _SIGPIPE_STATUS
     blanks.warn(name, written[0])
     if written[0] == 0 and not blanks.count:
         _checks.warn(f"{name}: no texts to classify")
@@ -317,7 +235,7 @@ def predict(args):
 def _classify_all(args, table, rounds, classify, classes, blanks, written):
     """Process 0's part: open the output and the input, and run the rounds, writing what they
     classify; returns the input's name."""
-    with _sigterm_as_interrupt(), rounds, _output(args.output) as f, \
+    with atomic.sigterm_as_interrupt(), rounds, atomic.output(args.output) as f, \
             contextlib.ExitStack() as stack:
         src, name, items = _open(args, table, stack)
         bar = stack.enter_context(_bar(args, src, len(args.texts) if args.texts else None))
