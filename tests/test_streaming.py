@@ -46,6 +46,8 @@ def test_lines_are_read_as_they_are_asked_for():
 
     lines = iter_lines(io.BufferedReader(Endless()))
     assert [next(lines) for _ in range(3)] == [(1, "again"), (2, "again"), (3, "again")]
+    rows = iter_column(io.BufferedReader(Endless()), "again")  # its header names one column
+    assert [next(rows) for _ in range(3)] == [(2, "again"), (3, "again"), (4, "again")]
 
 
 def test_an_undecodable_byte_is_named_by_line_and_offset(tmp_path):

@@ -187,7 +187,7 @@ def _table_rows(where, text, columns, args, delimiter=None, header=True, quoting
     need = max(index) + 1
     check = [(i, c) for i, c in zip(index, columns, strict=True)
              if required is None or c in required]
-    bad, seen, good = [], 0, 0
+    bad, n_bad, bad_lines, seen, good = [], 0, 0, 0, 0  # bad: the first _SHOWN only
     for start, end, row, reason in records:
         seen += end - start + 1
         if reason is None and end > start and quoting != "multiline":
@@ -206,17 +206,18 @@ def _table_rows(where, text, columns, args, delimiter=None, header=True, quoting
             if on_bad_rows == "error":
                 raise ValueError(f"{where}: line {start}: {reason}"
                                  f"{_hint(reason, delimiter, quoting)}")
-            bad.append((start, end, reason))
+            n_bad, bad_lines = n_bad + 1, bad_lines + end - start + 1
+            if len(bad) < _SHOWN:
+                bad.append((start, reason))
             continue
         good += 1
         yield start, [row[i] for i in index]
-    if bad:
-        lines = sum(e - s + 1 for s, e, _ in bad)
-        listed = "; ".join(f"line {s}: {r}" for s, _, r in bad[:_SHOWN])
-        more = f"; and {len(bad) - _SHOWN} more" if len(bad) > _SHOWN else ""
+    if n_bad:
+        listed = "; ".join(f"line {s}: {r}" for s, r in bad)
+        more = f"; and {n_bad - _SHOWN} more" if n_bad > _SHOWN else ""
         warnings.warn(f"{where}: read {good} rows from {seen} data lines; skipped "
-                      f"{len(bad)} bad row(s) over {lines} line(s): {listed}{more}",
+                      f"{n_bad} bad row(s) over {bad_lines} line(s): {listed}{more}",
                       SkippedRowsWarning, stacklevel=stacklevel)
     if not good:
         raise ValueError(f"{where}: no data rows{' after the header' if header else ''}"
-                         + (f" ({len(bad)} bad rows skipped)" if bad else ""))
+                         + (f" ({n_bad} bad rows skipped)" if n_bad else ""))
