@@ -5,6 +5,7 @@ processes under ``mpiexec``) and written in input order to standard output or, a
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -58,6 +59,9 @@ def add_parser(tasks):
                    help="texts per forward pass (texts of a chunk are batched by length)")
     c.add_progress_options(r)
     sd.add_csv_options(r)
+    for action in r._actions:  # eval's CSV options, but predict reads no labels
+        if action.dest == "label_column":
+            action.help = argparse.SUPPRESS
     c.add_backend_options(r)
     r.set_defaults(run=predict)
 
