@@ -33,6 +33,8 @@ def test_lines_as_read_lines_reads_them_with_their_numbers(tmp_path):
     gz.write_bytes(gzip.compress(b"x\ny\n"))
     assert list(iter_lines(gz)) == [(1, "x"), (2, "y")]
     assert list(iter_lines(io.BytesIO(b"s1\ns2"))) == [(1, "s1"), (2, "s2")]
+    piped = io.BufferedReader(io.BytesIO(gzip.compress(b"x\ny\n")))  # zcat not needed
+    assert list(iter_lines(piped)) == [(1, "x"), (2, "y")]
 
 
 def test_lines_are_read_as_they_are_asked_for():

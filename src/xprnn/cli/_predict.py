@@ -41,9 +41,9 @@ def add_parser(tasks):
                    help="directory written by sentiment train")
     r.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify")
     r.add_argument("-i", "--input", metavar="PATH",
-                   help="file to classify, one text per line (.gz read transparently), or a "
-                        "CSV/TSV file (.csv/.tsv, or any file with a CSV option); - for "
-                        "standard input")
+                   help="file to classify, one text per line, or a CSV/TSV file (.csv/.tsv, "
+                        "or any file with a CSV option); - for standard input; gzip-compressed "
+                        "input is read as it is")
     r.add_argument("-o", "--output", metavar="PATH",
                    help="write the results here instead of standard output (whole or not at "
                         "all: written to a temporary file in the same folder and renamed at "

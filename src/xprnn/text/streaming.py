@@ -37,7 +37,8 @@ class TextSource:
     Parameters
     ----------
     source : str, Path or binary file object
-        A stream is read as it comes and not closed.
+        A stream is read as it comes and not closed; gzip-compressed data is recognised by its
+        first bytes where the stream can peek (``sys.stdin.buffer`` can), a file by ``.gz``.
     encoding : str
     name : str, optional
         What errors call the input (default: the path, or the stream's ``name``).
@@ -74,7 +75,9 @@ class TextSource:
         else:
             self._raw = source
             self.name = name or str(getattr(source, "name", "<stream>"))
-            self.size, gz = None, False
+            # gzip's magic bytes, where the stream can show them without consuming them
+            peek = getattr(source, "peek", None)
+            self.size, gz = None, peek is not None and peek(2)[:2] == b"\x1f\x8b"
         self._file = gzip.GzipFile(fileobj=self._raw, mode="rb") if gz else self._raw
         self._read = 0
 
