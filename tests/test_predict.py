@@ -424,6 +424,17 @@ def test_an_error_in_one_process_ends_the_job_and_writes_nothing(tmp_path, model
     assert err.count("xprnn: error: --input: missing.txt: no such file") == 1
     assert "Abort" not in err
     assert _leftovers(out) == []
+    # a model that one process cannot load: every process stops, one message, no abort
+    code = ("import os, sys; from xprnn.cli import main; "
+            "rank = os.environ.get('PMI_RANK', os.environ.get('OMPI_COMM_WORLD_RANK')); "
+            "sys.argv[sys.argv.index('MODEL')] = sys.argv[-1] if rank == '0' else 'nowhere'; "
+            "sys.exit(main(sys.argv[1:-1]))")
+    rc, _, err = mpirun(tmp_path, sys.executable, "-c", code, "sentiment", "predict", "--model",
+                        "MODEL", "-i", src, "-o", out / "p.tsv", model)
+    assert rc == 2
+    assert err.count("xprnn: error: process 1 of 2: --model nowhere: no such directory") == 1
+    assert "Abort" not in err
+    assert _leftovers(out) == []
     # standard input: MPICH's mpiexec cannot forward it at the pace of the work
     rc, _, err = mpirun(tmp_path, sys.executable, "-m", "xprnn", "sentiment", "predict",
                         "--model", model, "-i", "-")

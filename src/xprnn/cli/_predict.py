@@ -208,8 +208,16 @@ def predict(args):
         raise CLIError("--input -: under mpiexec, standard input cannot be read at the pace of "
                        "the work; give a file, a named pipe, or a command's output as "
                        "--input <(command)", everywhere=True)
-    model = c.load_model(args, "sentiment")
-    meta, vocab = model.meta, _checks.check_meta(model, args.model, "sentiment")
+
+    def load():
+        model = c.load_model(args, "sentiment")
+        return model, _checks.check_meta(model, args.model, "sentiment")
+
+    loaded, code = _rounds.agree(me, load)  # a model missing on one machine ends all alike
+    if code is not None:
+        return code
+    model, vocab = loaded
+    meta = model.meta
 
     def classify(texts):
         return _rounds.classify(model, meta, vocab, texts, args.batch_size)

@@ -13,9 +13,10 @@ decodings of the same file, and because a bad row is then found in one place. Th
 small beside the work of classifying them, so sending them costs little. Each round holds at
 most ``N`` chunks in process 0 and one in every other process.
 
-An error in any process (a bad row, a failed write, Ctrl-C, a bug) is reported to process 0 at
-the next collective step; process 0 then tells every process to stop, and raises it, so the job
-ends with one message, no process waits forever and no output is left half-written.
+An error in any process (a model that does not load, a bad row, a failed write, Ctrl-C, a bug)
+is reported to process 0 at the next collective step (:func:`agree` before the rounds, the
+rounds' own messages after); process 0 then tells every process to stop, and raises it, so the
+job ends with one message, no process waits forever and no output is left half-written.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 
 from ._common import CLIError
 
-__all__ = ["chunks", "classify", "Rounds"]
+__all__ = ["chunks", "classify", "agree", "Rounds"]
 
 _STOP = "stop"
 
@@ -97,6 +98,36 @@ class Rounds:
             return 0
         stream = chunks(items, chunk_size) if self.team.rank == 0 else None
         return _rounds(self.team, stream, classify_texts, write)
+
+
+def agree(team, fn):
+    """``(fn(), None)`` in every process once ``fn()`` has returned in all of them; if it raised
+    in any, process 0 raises that error (naming the process) and the others get
+    ``(None, exit status)``, so the job ends with one message and no ``Abort`` (which would kill
+    process 0 with its temporary output open). Without ``team``, ``fn()`` as it is."""
+    if team is None:
+        return fn(), None
+    failed = None
+    try:
+        result = fn()
+    except BaseException as e:
+        result, failed = None, e
+        if team.rank != 0 and not isinstance(e, CLIError):
+            traceback.print_exc()
+    infos = team.comm.allgather(None if failed is None else (
+        f"{type(failed).__name__}: {failed}" if not isinstance(failed, CLIError) else str(failed),
+        _code(failed)))
+    first = next(((r, info) for r, info in enumerate(infos) if info is not None), None)
+    if first is None:
+        return result, None
+    r, (message, code) = first
+    if team.rank != 0:
+        return None, code
+    if r == 0:
+        if isinstance(failed, CLIError):
+            failed.everywhere = True
+        raise failed
+    raise CLIError(f"process {r} of {team.size}: {message}", code, everywhere=True)
 
 
 def _code(error):
