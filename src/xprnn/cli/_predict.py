@@ -35,8 +35,8 @@ def add_parser(tasks):
         "- for standard input; a CSV/TSV file: the --text-column of each row). The input is "
         "read in chunks, so its size does not matter; under mpiexec the processes share the "
         "chunks. One line per text, in input order: label, probability and text separated by "
-        "tabs, or a JSON object with --json. Blank texts are skipped with a warning naming "
-        "their lines.")
+        "tabs (the text shortened to 60 characters on a terminal), or a JSON object with "
+        "--json. Blank texts are skipped with a warning naming their lines.")
     r.add_argument("--model", required=True, metavar="DIR",
                    help="directory written by sentiment train")
     r.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify")
