@@ -1,6 +1,15 @@
-"""Test helpers: finite differences and comparisons, independent of the code under test."""
+"""Test helpers: finite differences and comparisons, independent of the code under test, and
+runs under ``mpiexec`` with a timeout."""
 
 from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,3 +50,37 @@ def other_backend(xp):
     if is_numpy_namespace(xp):
         return pytest.importorskip("array_api_strict")
     return np
+
+
+MPI_TIMEOUT = 120  # seconds for one mpiexec run; each takes a few
+
+
+def mpiexec():
+    beside = Path(sys.executable).parent / "mpiexec"  # the mpich wheel's, in this environment
+    return str(beside) if beside.exists() else shutil.which("mpiexec")
+
+
+def need_mpi():
+    """Skip the test, saying why, where mpi4py or mpiexec is missing."""
+    if importlib.util.find_spec("mpi4py") is None:
+        pytest.skip("mpi4py is not installed (pip install 'xprnn[mpi]')")
+    if mpiexec() is None:
+        pytest.skip("no mpiexec found (pip install mpich, or a system MPI)")
+
+
+def mpirun(cwd, *argv, n=2):
+    """``mpiexec -n n argv``: ``(returncode, stdout, stderr)``; a run that outlives
+    :data:`MPI_TIMEOUT` is killed with all its processes and fails the test."""
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+           "MKL_NUM_THREADS": "1"}
+    proc = subprocess.Popen([mpiexec(), "-n", str(n), *map(str, argv)], cwd=cwd, env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=MPI_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"mpiexec -n {n} {' '.join(map(str, argv))} hung for {MPI_TIMEOUT} s:\n"
+                    f"{err[-3000:]}")
+    return proc.returncode, out, err

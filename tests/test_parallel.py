@@ -13,14 +13,10 @@ exactly what ``fit`` gives (it packs, weighs, sends through the host and unpacks
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,39 +29,10 @@ from xprnn.training import parallel
 from xprnn.training._shard import Shards, row_range
 
 from . import _parallel_worker as worker
+from ._helpers import mpirun as _mpirun
+from ._helpers import need_mpi as _need_mpi
 
-TIMEOUT = 120  # seconds for one mpiexec run; each takes a few
 TOL = 1e-12  # float64: the sums differ from one process's in the order of additions only
-
-
-def _mpiexec():
-    beside = Path(sys.executable).parent / "mpiexec"  # the mpich wheel's, in this environment
-    return str(beside) if beside.exists() else shutil.which("mpiexec")
-
-
-def _need_mpi():
-    if importlib.util.find_spec("mpi4py") is None:
-        pytest.skip("mpi4py is not installed (pip install 'xprnn[mpi]')")
-    if _mpiexec() is None:
-        pytest.skip("no mpiexec found (pip install mpich, or a system MPI)")
-
-
-def _mpirun(cwd, *argv, n=2):
-    """``mpiexec -n n argv``: ``(returncode, stdout, stderr)``; a run that outlives TIMEOUT is
-    killed with all its processes and fails the test."""
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
-           "MKL_NUM_THREADS": "1"}
-    proc = subprocess.Popen([_mpiexec(), "-n", str(n), *map(str, argv)], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        pytest.fail(f"mpiexec -n {n} {' '.join(map(str, argv))} hung for {TIMEOUT} s:\n"
-                    f"{err[-3000:]}")
-    return proc.returncode, out, err
 
 
 def _worker(tmp, task):

@@ -5,6 +5,7 @@
     xprnn sentiment train [--data PATH] [--test PATH] [options] [--out DIR]
     xprnn sentiment eval --model DIR --data PATH
     xprnn sentiment predict --model DIR "text" ["text" ...]
+    xprnn sentiment predict --model DIR -i FILE|- [-o FILE] [--json]
     xprnn lm train --text FILE --level char|word [options] [--out DIR]
     xprnn lm generate --model DIR [--prompt TEXT] [--length N] [--temperature T]
 

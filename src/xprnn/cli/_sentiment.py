@@ -1,11 +1,12 @@
-"""``xprnn sentiment train | eval | predict``: text classification from the command line."""
+"""``xprnn sentiment train | eval | predict``: text classification from the command line
+(``predict`` in ``cli/_predict.py``)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from .. import cells
-from . import _baseline, _checks, _export, _pretrained
+from . import _baseline, _checks, _export, _predict, _pretrained
 from . import _common as c
 from . import _sentiment_data as sd
 from . import _team as team
@@ -117,14 +118,7 @@ def add_parser(sub):
     c.add_backend_options(e)
     e.set_defaults(run=evaluate)
 
-    r = tasks.add_parser("predict", help="label and probability for each text")
-    r.add_argument("--model", required=True, metavar="DIR",
-                   help="directory written by sentiment train")
-    r.add_argument("texts", nargs="+", metavar="TEXT", help="texts to classify")
-    r.add_argument("--json", action="store_true", help="print one JSON object per text")
-    c.add_backend_options(r)
-    r.set_defaults(run=predict)
-
+    _predict.add_parser(tasks)
     _export.add_sentiment(tasks)
 
 
@@ -315,25 +309,4 @@ def evaluate(args):
     if len(parts) > 1:
         print(f"accuracy {result['accuracy']:.4f}  loss {result['loss']:.4f}  "
               f"({result['size']} texts, all)")
-    return 0
-
-
-def predict(args):
-    from ..backend import to_numpy
-    from ..text.batching import pad_batch
-
-    model = c.load_model(args, "sentiment")
-    meta, vocab = model.meta, _checks.check_meta(model, args.model, "sentiment")
-    ids, lengths = pad_batch(sd.encode(sd.tokenize(args.texts, meta), vocab), meta["max_len"],
-                             meta["truncate"])
-    proba = to_numpy(model.predict_proba(ids, lengths)).astype(float)
-    classes = meta["classes"]
-    for text, p in zip(args.texts, proba, strict=True):
-        k = int(np.argmax(p))
-        if args.json:
-            c.dump_json({"text": text, "label": classes[k], "probability": float(p[k]),
-                         "probabilities": dict(zip(classes, p.tolist(), strict=True))})
-        else:
-            short = text if len(text) <= 60 else text[:57] + "..."
-            print(f"{classes[k]}\t{p[k]:.3f}\t{short}")
     return 0

@@ -82,13 +82,14 @@ def _read_bytes(path) -> tuple[Path, bytes]:
     return p, data
 
 
-def _records(text: str, delimiter: str, quoting: str):
-    """``(first line, last line, fields, error)`` of every non-blank record."""
+def _records(text, delimiter: str, quoting: str):
+    """``(first line, last line, fields, error)`` of every non-blank record of ``text`` (a str,
+    or an iterable of lines that keep their line ends, read as it goes)."""
+    lines = io.StringIO(text, newline="") if isinstance(text, str) else text
     if quoting == "none":
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter,
-                            quoting=csv.QUOTE_NONE)
+        reader = csv.reader(lines, delimiter=delimiter, quoting=csv.QUOTE_NONE)
     else:  # strict: text after a closing quote is an error, not glued to the field
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+        reader = csv.reader(lines, delimiter=delimiter, strict=True)
     while True:
         start = reader.line_num + 1
         try:
@@ -154,15 +155,29 @@ def _read_table(path, columns, args, delimiter=None, header=True, encoding="utf-
                 quoting=None, on_bad_rows="error"):
     """The requested columns of a CSV/TSV file as lists of non-empty strings."""
     p, data = _read_bytes(path)
-    where = str(p)
-    delimiter, quoting = _options(p, delimiter, quoting, on_bad_rows)
-    records = _records(_decode(data, encoding, where), delimiter, quoting)
-    names, at, width, header_lines = None, where, None, 0
+    out = [[] for _ in columns]
+    rows = _table_rows(str(p), _decode(data, encoding, str(p)), columns, args, delimiter,
+                       header, quoting, on_bad_rows, name=p.name, stacklevel=4)
+    for _, row in rows:
+        for col, value in zip(out, row, strict=True):
+            col.append(value)
+    return out
+
+
+def _table_rows(where, text, columns, args, delimiter=None, header=True, quoting=None,
+                on_bad_rows="error", *, name=None, required=None, stacklevel=2):
+    """``(first line, [value of each of columns])`` of every good record of ``text`` (a str or
+    an iterable of lines with their ends, read as it goes), checked as the module docstring
+    says; ``required``: the columns that may not be empty (default: all). A
+    :class:`SkippedRowsWarning` at the end lists the rows skipped; no row at all is an error."""
+    delimiter, quoting = _options(Path(name or where), delimiter, quoting, on_bad_rows)
+    records = _records(text, delimiter, quoting)
+    names, at, width = None, where, None
     if header:
         first = next(records, None)
         if first is None:
             raise ValueError(f"{where}: the file is empty")
-        start, header_lines, row, error = first
+        start, _, row, error = first
         at = f"{where}: line {start}"
         if row is None:
             raise ValueError(f"{at}: the header cannot be read: {error}")
@@ -170,8 +185,9 @@ def _read_table(path, columns, args, delimiter=None, header=True, encoding="utf-
         width = len(names)
     index = [_column(at, names, c, a) for c, a in zip(columns, args, strict=True)]
     need = max(index) + 1
-    out = [[] for _ in columns]
-    bad, seen = [], 0
+    check = [(i, c) for i, c in zip(index, columns, strict=True)
+             if required is None or c in required]
+    bad, n_bad, bad_lines, seen, good = [], 0, 0, 0, 0  # bad: the first _SHOWN only
     for start, end, row, reason in records:
         seen += end - start + 1
         if reason is None and end > start and quoting != "multiline":
@@ -184,24 +200,24 @@ def _read_table(path, columns, args, delimiter=None, header=True, encoding="utf-
                 told = "as the header" if header else "as the first row"
                 reason = f"{len(row)} field(s), expected {width} {told}"
             else:
-                empty = [c for i, c in zip(index, columns, strict=True) if not row[i].strip()]
+                empty = [c for i, c in check if not row[i].strip()]
                 reason = f"column {empty[0]!r} is empty" if empty else None
         if reason is not None:
             if on_bad_rows == "error":
                 raise ValueError(f"{where}: line {start}: {reason}"
                                  f"{_hint(reason, delimiter, quoting)}")
-            bad.append((start, end, reason))
+            n_bad, bad_lines = n_bad + 1, bad_lines + end - start + 1
+            if len(bad) < _SHOWN:
+                bad.append((start, reason))
             continue
-        for col, i in zip(out, index, strict=True):
-            col.append(row[i])
-    if bad:
-        lines = sum(e - s + 1 for s, e, _ in bad)
-        listed = "; ".join(f"line {s}: {r}" for s, _, r in bad[:_SHOWN])
-        more = f"; and {len(bad) - _SHOWN} more" if len(bad) > _SHOWN else ""
-        warnings.warn(f"{where}: read {len(out[0])} rows from {seen} data lines; skipped "
-                      f"{len(bad)} bad row(s) over {lines} line(s): {listed}{more}",
-                      SkippedRowsWarning, stacklevel=3)
-    if not out[0]:
+        good += 1
+        yield start, [row[i] for i in index]
+    if n_bad:
+        listed = "; ".join(f"line {s}: {r}" for s, r in bad)
+        more = f"; and {n_bad - _SHOWN} more" if n_bad > _SHOWN else ""
+        warnings.warn(f"{where}: read {good} rows from {seen} data lines; skipped "
+                      f"{n_bad} bad row(s) over {bad_lines} line(s): {listed}{more}",
+                      SkippedRowsWarning, stacklevel=stacklevel)
+    if not good:
         raise ValueError(f"{where}: no data rows{' after the header' if header else ''}"
-                         + (f" ({len(bad)} bad rows skipped)" if bad else ""))
-    return out
+                         + (f" ({n_bad} bad rows skipped)" if n_bad else ""))
