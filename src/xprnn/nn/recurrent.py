@@ -11,6 +11,10 @@ each as one compiled kernel.
 Variable lengths are a boolean mask: on a padded step the state is carried unchanged and the
 output is zero. The reverse direction reads each row's valid part reversed in time
 (``Lengths.rev``), so it starts at each row's last valid step, as PyTorch's packed sequences do.
+On a step where some row has ended, the loop calls the cell's *masked* pointwise functions
+(:func:`xprnn.cells.base.masked`), which apply the mask inside the same call, so a masked step
+costs no more calls than a full one; only where a projection or zoneout acts between the cell
+and the carried state is the mask applied after them, by the loop.
 
 Shapes: ``T`` time steps, ``B`` batch, ``I`` input size, ``H`` hidden size, ``G`` gate blocks.
 """
@@ -70,6 +74,13 @@ def _stacked_weights(ws, *, xp):
                    tuple(_stack(list(a), xp=xp) for a in zip(*(w.bw for w in ws))))
 
 
+def _masks_inside(lengths, W_proj, zone):
+    """Whether the length masks go into the cell's pointwise calls (its masked variants,
+    :func:`xprnn.cells.base.masked`): yes, unless a projection or zoneout acts between the
+    cell's new state and the state carried on."""
+    return lengths is not None and W_proj is None and zone is None
+
+
 def _scan(cell, w, xw, state, lengths, keep, W_proj=None, noise=None, *, xp):
     """Run the cell over time over ``xw``, a list of T per-step input projections. Returns the
     list of outputs (P entries with a projection, else H), the final state, and (when ``keep``)
@@ -82,12 +93,25 @@ def _scan(cell, w, xw, state, lengths, keep, W_proj=None, noise=None, *, xp):
     masks = [None] * T if lengths is None else lengths.masks
     rec_mask = None if noise is None else noise.rec_mask
     zone = None if noise is None else noise.zone
+    # the mask goes into the cell's pointwise call unless something comes between the cell and
+    # the state (a projection, zoneout): then it is applied after them
+    inside = _masks_inside(lengths, W_proj, zone)
+    step_masked = pointwise(cell.masked_forward, xp=xp, dtype=state[0].dtype) if inside else None
     outs, caches, prev, full = [], [], [], []
     for t in range(T):
         h_in = state[0] if rec_mask is None else state[0] * rec_mask
         gh = h_in @ W_rec
         if b_rec is not None:
             gh = gh + b_rec
+        m = masks[t]
+        if m is not None and inside:
+            res = step_masked(m, xw[t], gh, *state, *fw)
+            if keep:
+                prev.append(h_in)
+                caches.append(res[ns + 1 :])
+            state = res[:ns]
+            outs.append(res[ns])
+            continue
         res = step(xw[t], gh, *state, *fw)
         new = res[:ns]
         if W_proj is not None:  # h = h_full W_hr^T: the state and output shrink to P
@@ -100,7 +124,6 @@ def _scan(cell, w, xw, state, lengths, keep, W_proj=None, noise=None, *, xp):
             caches.append(res[ns:])
             if W_proj is not None:
                 full.append(res[0])
-        m = masks[t]
         if m is not None:
             # padded rows: keep the state, emit zeros
             new = tuple(xp.where(m, s_new, s_old) for s_new, s_old in zip(new, state))
@@ -122,10 +145,25 @@ def _scan_backward(cell, w, caches, d_out, dstate, lengths, W_hr=None, noise=Non
     masks = [None] * T if lengths is None else lengths.masks
     rec_mask = None if noise is None else noise.rec_mask
     zone = None if noise is None else noise.zone
+    inside = _masks_inside(lengths, W_hr, zone)
+    step_masked = (pointwise(cell.masked_backward, xp=xp, dtype=dstate[0].dtype) if inside
+                   else None)
     dxws, dghs, dhs = [], [], []
     for t in range(T - 1, -1, -1):
-        dh = dstate[0] + d_out[t]
         m = masks[t]
+        if m is not None and inside:
+            # padded rows: dgh is zero there, so dgh @ W_hh adds nothing to the state's
+            # gradient, which the masked backward passes through in its direct term
+            res = step_masked(m, d_out[t], *dstate, *caches[t], *bw)
+            dxw, dgh = res[0], res[1]
+            dh_prev = dgh @ W_hh
+            if rec_mask is not None:
+                dh_prev = dh_prev * rec_mask
+            dstate = (res[2] + dh_prev,) + res[3:]
+            dxws.append(dxw)
+            dghs.append(dgh)
+            continue
+        dh = dstate[0] + d_out[t]
         if m is not None:
             # a padded row passed the state through untouched and its output was constant zero
             step_in = (xp.where(m, dh, 0.0),) + tuple(xp.where(m, d, 0.0) for d in dstate[1:])
