@@ -25,6 +25,13 @@ function runs until the kernel is updated (``tests/test_cupy_kernels.py`` says w
 tests run every kernel body in NumPy against the plain function on the CPU, and compare the
 compiled and plain functions on a GPU in the ``cupy`` session.
 
+With variable lengths the loop calls each cell function's masked variant
+(:func:`xprnn.cells.base.masked`) on steps where some rows have ended. Its kernel is not written
+by hand but derived from the cell's (:func:`masked_kernel`): the body is rewritten so that the
+new states (forward) or the state gradients (backward) are selected by the mask, a ``bool``
+input, inside the same launch. The derivation is tied to the source of the generic wrappers
+(``MASKING``) as the cells' kernels are tied to theirs.
+
 Importing this module does not import CuPy; :func:`register_if_available` (called when
 :mod:`xprnn.backend` is imported) registers :func:`compile` for CuPy namespaces only where CuPy
 is installed, and CuPy is imported on the first compile, i.e. when CuPy arrays reach the loop.
