@@ -314,6 +314,39 @@ def test_compiled_functions_launch_once_per_call_and_serve_the_loop(monkeypatch)
         assert rel_error(a, b) < TOL["float64"]
 
 
+@pytest.mark.parametrize("name", ["rnn", "rnn_relu", "gru"])
+def test_layers_with_lengths_run_the_masked_kernels(monkeypatch, name):
+    """The other cells through the NumPy stand-in for CuPy: a bidirectional layer with lengths
+    runs the derived masked kernels and gives the plain layer's numbers (the LSTM: above)."""
+    from array_api_compat import is_numpy_namespace
+
+    fake = _FakeCupy()
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.setattr(cupy_kernels, "_COMPILED", {})
+    layer = xprnn.Recurrent(name, 3, H, num_layers=2, bidirectional=True, dtype="float64",
+                            seed=0)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((6, 4, 3))
+    R = rng.standard_normal((6, 4, 2 * H))
+
+    def run():
+        out, h_n, cache = layer.forward(x, lengths=[6, 3, 1, 5])
+        dx, dh0, grads = layer.backward(cache, R)
+        return [out, h_n, dx, dh0, *(grads[k] for k in sorted(grads))]
+
+    plain = run()
+    backend.register_compiler(is_numpy_namespace, compile)
+    try:
+        fused = run()
+    finally:
+        backend.unregister_compiler(compile)
+    prefix = known(cells.get(name).forward).kernel.name.rsplit("_", 1)[0]
+    assert sorted(set(fake.kernels)) == sorted(f"{prefix}_{k}{m}" for k in ("backward", "forward")
+                                               for m in ("", "_masked"))
+    for a, b in zip(fused, plain):
+        assert rel_error(a, b) < TOL["float64"]
+
+
 def test_every_shipped_cell_function_has_its_kernel():
     stale = [f"{f.__module__}.{f.__qualname__}" for name in CELLS
              for f in (cells.get(name).forward, cells.get(name).backward) if known(f) is None]
