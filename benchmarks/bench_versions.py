@@ -93,8 +93,12 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="small shapes, 3 repeats")
+    ap.add_argument("--shapes", nargs="+", metavar="B,T,I,H",
+                    help="only these shapes, e.g. 128,50,300,512")
     args = ap.parse_args(argv)
     shapes = [(8, 20, 16, 32), (1, 50, 8, 16)] if args.quick else SHAPES
+    if args.shapes:
+        shapes = [tuple(int(v) for v in s.split(",")) for s in args.shapes]
     repeats = 3 if args.quick else args.repeats
     if torch is not None:
         torch.set_num_threads(args.threads)

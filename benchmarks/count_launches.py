@@ -11,7 +11,9 @@ plain arrays, as CuPy's one-launch kernels (:mod:`xprnn.backend.cupy_kernels`) w
 
 Per step = (calls at T = 2 T0 - calls at T = T0) / T0, so everything done once per call (input
 projection, weight gradients, stacking) cancels. "With lengths" is the worst case, a batch whose
-shortest row has one step, so every step but the first carries a mask. Method calls
+shortest row has one step, so every step but the first carries a mask: those steps call the
+cells' masked variants (:func:`xprnn.cells.base.masked`), which apply the mask inside the one
+compiled call. Method calls
 (``x.astype``, ``x.copy``) and array creation without an array argument (``xp.zeros``) are not
 seen; the time loop uses neither.
 

@@ -1,12 +1,13 @@
 """CuPy's one-launch kernels for the cells (:mod:`xprnn.backend.cupy_kernels`).
 
 - On a GPU (``pytest --backend cupy``; skipped in every other session): each compiled pointwise
-  function against the plain one, float32 and float64, one direction and two; and layers with
-  and without the kernels.
+  function and its masked variant (variable lengths) against the plain one, float32 and
+  float64, one direction and two; and layers with and without the kernels.
 - On the CPU (every session): each kernel body, checked to be in the small CUDA C subset the
   kernels are written in and run in NumPy through its plan against the plain function; every
-  shipped cell function has its kernel (a changed cell function needs its kernel updated); a
-  function without a kernel is declined; importing xprnn does not import CuPy.
+  shipped cell function and its masked variant has its kernel (a changed cell function needs its
+  kernel updated); a function without a kernel is declined; importing xprnn does not import
+  CuPy.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pytest
 import xprnn
 from xprnn import backend, cells
 from xprnn.backend import cupy_kernels
-from xprnn.backend.cupy_kernels import PLANS, compile, known
+from xprnn.backend.cupy_kernels import PLANS, compile, known, masked_plan
 
 from ._helpers import rel_error
 
@@ -70,6 +71,16 @@ def _step_arrays(name, lead, dtype, asarray, xp):
     return cell, fw_args, bw_args
 
 
+def _functions(name, lead, dtype, asarray, xp):
+    """``(function, arguments)`` of a cell's forward and backward and of their masked variants,
+    the mask ``(B, 1)`` ending two of the four rows, as the loop passes it."""
+    cell, fw_args, bw_args = _step_arrays(name, lead, dtype, asarray, xp)
+    m = asarray(np.array([True, False, True, False])[:, None])
+    d_out = asarray(np.random.default_rng(1).standard_normal(bw_args[0].shape).astype(dtype))
+    return [(cell.forward, fw_args), (cell.backward, bw_args),
+            (cell.masked_forward, (m, *fw_args)), (cell.masked_backward, (m, d_out, *bw_args))]
+
+
 def _assert_same(got, want, tol):
     """Same structure (None where the plain function has None, the same object where it returns
     one twice) and values within ``tol``."""
@@ -89,12 +100,11 @@ def _assert_same(got, want, tol):
 @pytest.mark.parametrize("lead", list(LEADS))
 @pytest.mark.parametrize("name", CELLS)
 def test_compiled_functions_equal_the_plain_ones(gpu, xp, asarray, name, lead, dtype):
-    cell, fw_args, bw_args = _step_arrays(name, LEADS[lead], dtype, asarray, xp)
-    for fn, args in ((cell.forward, fw_args), (cell.backward, bw_args)):
-        compiled = compile(fn, xp=xp, dtype=args[0].dtype)
+    for fn, args in _functions(name, LEADS[lead], dtype, asarray, xp):
+        compiled = compile(fn, xp=xp, dtype=args[-1].dtype)
         assert compiled is not None, fn
         # and registered: the loop gets it through the seam
-        assert backend.pointwise(fn, xp=xp, dtype=args[0].dtype).__name__ == compiled.__name__
+        assert backend.pointwise(fn, xp=xp, dtype=args[-1].dtype).__name__ == compiled.__name__
         _assert_same(compiled(*args), fn(*args, xp=xp), TOL[dtype])
 
 
@@ -117,6 +127,8 @@ def test_layers_give_the_same_numbers_with_and_without_the_kernels(gpu, xp, asar
 
     step = backend.pointwise(layer.cell.forward, xp=xp, dtype=layer.dtype)
     assert step.__name__ == known(layer.cell.forward).kernel.name
+    step = backend.pointwise(layer.cell.masked_backward, xp=xp, dtype=layer.dtype)
+    assert step.__name__ == known(layer.cell.backward).kernel.name + "_masked"
     fused = run()
     backend.unregister_compiler(compile)
     try:
@@ -143,7 +155,8 @@ def _statements(kernel):
     of CUDA C the kernels use: ``T name = expr;`` declares a local, ``out = expr;`` writes an
     output once; an expression reads inputs and earlier locals only (never an output) with
     ``+ - * /``, comparisons, ``tanh`` and ``xprnn_where``, and integer literals only (a float
-    literal is a double and would promote float32 arithmetic)."""
+    literal is a double and would promote float32 arithmetic). A ``bool`` input (a mask) is
+    read only as the condition of ``xprnn_where``."""
     names = (*kernel.inputs, *kernel.outputs)
     readable, written, result = set(kernel.inputs), set(), []
     for part in kernel.body.split(";"):
@@ -156,6 +169,9 @@ def _statements(kernel):
         assert not re.search(r"\d\.|\.\d|\d[eEfF]", expr), f"{kernel.name}: float literal {s!r}"
         for ident in re.findall(r"[A-Za-z_]\w*", expr):
             assert ident in readable or ident in _CALLS, f"{kernel.name}: {ident!r} in {s!r}"
+        for b in kernel.bools:  # no arithmetic on a bool
+            uses = len(re.findall(rf"\b{b}\b", expr))
+            assert uses == len(re.findall(rf"xprnn_where\({b},", expr)), f"{kernel.name}: {s!r}"
         if declares:
             assert name not in readable and name not in names, f"{kernel.name}: {name!r} again"
             readable.add(name)
@@ -176,7 +192,10 @@ def _numpy_run(kernel, *arrays):
     argument."""
     ins, outs = arrays[: len(kernel.inputs)], arrays[len(kernel.inputs) :]
     assert len(outs) == len(kernel.outputs), kernel.name
-    assert len({a.dtype for a in arrays}) == 1, kernel.name
+    assert set(kernel.bools) <= set(kernel.inputs), kernel.name
+    flags = [a for name, a in zip(kernel.inputs, ins) if name in kernel.bools]
+    assert all(a.dtype == np.bool_ for a in flags), kernel.name
+    assert len({a.dtype for a in arrays if not any(a is f for f in flags)}) == 1, kernel.name
     shape = np.broadcast_shapes(*(a.shape for a in arrays))
     assert all(o.shape == shape for o in outs), kernel.name
     for k, o in enumerate(outs):
@@ -193,9 +212,16 @@ def _numpy_empty(shape, like):
     return np.empty(shape, dtype=like.dtype)
 
 
+def _all_plans():
+    """Every plan: the cells' and those of their masked variants."""
+    return [*PLANS.values(), *(masked_plan(p, kind) for name, p in PLANS.items()
+                               for kind in ("forward", "backward") if name.endswith(kind))]
+
+
 def test_kernel_bodies_are_in_the_subset_the_kernels_are_written_in():
-    assert len({p.kernel.name for p in PLANS.values()}) == len(PLANS)  # one kernel each
-    for plan in PLANS.values():
+    plans = _all_plans()
+    assert len({p.kernel.name for p in plans}) == len(plans) == 2 * len(PLANS)  # one kernel each
+    for plan in plans:
         assert _statements(plan.kernel)
         assert plan.kernel.name.startswith("xprnn_")
 
@@ -204,8 +230,7 @@ def test_kernel_bodies_are_in_the_subset_the_kernels_are_written_in():
 @pytest.mark.parametrize("lead", list(LEADS))
 @pytest.mark.parametrize("name", CELLS)
 def test_kernels_run_in_numpy_equal_the_plain_functions(name, lead, dtype):
-    cell, fw_args, bw_args = _step_arrays(name, LEADS[lead], dtype, np.asarray, xnp)
-    for fn, args in ((cell.forward, fw_args), (cell.backward, bw_args)):
+    for fn, args in _functions(name, LEADS[lead], dtype, np.asarray, xnp):
         got = known(fn).plan(_numpy_run, _numpy_empty, *args)
         _assert_same(got, fn(*args, xp=xnp), TOL[dtype])
 
@@ -230,10 +255,11 @@ class _FakeCupy:
         return np.empty(shape, dtype=dtype)
 
     def ElementwiseKernel(self, in_params, out_params, body, name, *, preamble, no_return):
-        def names(params):
-            return tuple(p.split()[1] for p in params.split(", ") if p.split()[0] == "T")
+        def names(params, types=("T", "bool")):
+            return tuple(p.split()[1] for p in params.split(", ") if p.split()[0] in types)
 
-        kernel = cupy_kernels.Kernel(name, names(in_params), names(out_params), body)
+        kernel = cupy_kernels.Kernel(name, names(in_params), names(out_params), body,
+                                     names(in_params, ("bool",)))
         assert (len(kernel.inputs), len(kernel.outputs)) == (len(in_params.split(",")),
                                                              len(out_params.split(",")))
         assert "xprnn_where" in preamble and no_return
@@ -279,9 +305,44 @@ def test_compiled_functions_launch_once_per_call_and_serve_the_loop(monkeypatch)
         fused = run()
     finally:
         backend.unregister_compiler(compile)
-    assert _FakeCupy.launches == 2 + 2 * 6  # one per step forward, one per step backward
+    # one per step forward, one per step backward, the masks inside: steps 1 to 5 are masked
+    assert _FakeCupy.launches == 2 + 2 * 6
     assert sorted(set(fake.kernels)) == ["xprnn_gru_backward", "xprnn_gru_forward",
-                                         "xprnn_lstm_backward", "xprnn_lstm_forward"]
+                                         "xprnn_lstm_backward", "xprnn_lstm_backward_masked",
+                                         "xprnn_lstm_forward", "xprnn_lstm_forward_masked"]
+    for a, b in zip(fused, plain):
+        assert rel_error(a, b) < TOL["float64"]
+
+
+@pytest.mark.parametrize("name", ["rnn", "rnn_relu", "gru"])
+def test_layers_with_lengths_run_the_masked_kernels(monkeypatch, name):
+    """The other cells through the NumPy stand-in for CuPy: a bidirectional layer with lengths
+    runs the derived masked kernels and gives the plain layer's numbers (the LSTM: above)."""
+    from array_api_compat import is_numpy_namespace
+
+    fake = _FakeCupy()
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.setattr(cupy_kernels, "_COMPILED", {})
+    layer = xprnn.Recurrent(name, 3, H, num_layers=2, bidirectional=True, dtype="float64",
+                            seed=0)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((6, 4, 3))
+    R = rng.standard_normal((6, 4, 2 * H))
+
+    def run():
+        out, h_n, cache = layer.forward(x, lengths=[6, 3, 1, 5])
+        dx, dh0, grads = layer.backward(cache, R)
+        return [out, h_n, dx, dh0, *(grads[k] for k in sorted(grads))]
+
+    plain = run()
+    backend.register_compiler(is_numpy_namespace, compile)
+    try:
+        fused = run()
+    finally:
+        backend.unregister_compiler(compile)
+    prefix = known(cells.get(name).forward).kernel.name.rsplit("_", 1)[0]
+    assert sorted(set(fake.kernels)) == sorted(f"{prefix}_{k}{m}" for k in ("backward", "forward")
+                                               for m in ("", "_masked"))
     for a, b in zip(fused, plain):
         assert rel_error(a, b) < TOL["float64"]
 
@@ -293,6 +354,12 @@ def test_every_shipped_cell_function_has_its_kernel():
         "these cell functions changed since their CuPy kernel was written (or have none): "
         "update the kernel and plan in xprnn/backend/cupy_kernels.py to the new maths, check "
         "this file's NumPy run of it, then set its fingerprint to cupy_kernels.fingerprint(fn)")
+    stale = [f"{name}.{f.__name__}" for name in CELLS
+             for f in (cells.get(name).masked_forward, cells.get(name).masked_backward)
+             if known(f) is None]
+    assert stale == [], (
+        "the masking in xprnn.cells.base.masked changed since masked_kernel in "
+        "xprnn/backend/cupy_kernels.py was written: update it, then MASKING's fingerprints")
 
 
 def test_functions_without_a_kernel_are_declined():

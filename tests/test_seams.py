@@ -74,6 +74,68 @@ def test_loop_runs_each_pointwise_function_through_the_kernel_seam(xp, asarray, 
         np.testing.assert_allclose(to_numpy(g[k]), to_numpy(g_ref[k]), err_msg=k, **tol)
 
 
+def test_with_lengths_the_masks_run_inside_the_cell_functions(xp, asarray):
+    # steps where some row has ended run the cell's masked variants (xprnn.cells.base.masked):
+    # one pointwise call per step still, forward and backward, the select inside it
+    layer = xprnn.GRU(3, 4, bidirectional=True, dtype="float64", xp=xp,
+                      device=_device(asarray), seed=0)
+    x = asarray(np.random.default_rng(0).standard_normal((5, 3, 3)))
+    lengths = [5, 2, 4]  # steps 0 and 1 are full, steps 2 to 4 masked
+    rec = _Recorder(xp)
+    backend.register_compiler(rec.applies, rec.compile)
+    try:
+        out, h_n, cache = layer.forward(x, lengths=lengths)
+        layer.backward(cache, out)
+    finally:
+        backend.unregister_compiler(rec.compile)
+    gru = cells.get("gru")
+    assert rec.calls == {gru.forward: 2, gru.masked_forward: 3, gru.backward: 2,
+                         gru.masked_backward: 3}
+    out = to_numpy(out)
+    assert np.all(out[2:, 1] == 0) and np.all(out[4:, 2] == 0)  # padded outputs are zero
+    np.testing.assert_array_equal(to_numpy(h_n)[0, 1], out[1, 1, :4])  # the last valid state
+
+
+@pytest.mark.parametrize("name", ["rnn", "rnn_relu", "lstm", "gru"])
+def test_masked_cell_functions_select_around_the_plain_ones(xp, asarray, name):
+    cell = cells.get(name)
+    rng = np.random.default_rng(1)
+    B, H = 4, 3
+    p = {k: asarray(v) for k, v in cell.init(cell.parameters(2, H), H, rng).items()}
+    w = cell.prepare(p, xp=xp)
+
+    def draw(*shape):
+        return asarray(rng.standard_normal(shape))
+
+    m_np = np.array([True, False, True, False])[:, None]
+    m = asarray(m_np)
+    state = tuple(draw(B, H) for _ in cell.states)
+    fw_args = (draw(B, cell.gates * H), draw(B, cell.gates * H), *state, *w.fw)
+    res = cell.forward(*fw_args, xp=xp)
+    got = cell.masked_forward(m, *fw_args, xp=xp)
+    ns = cell.num_states
+    for new, old, g in zip(res[:ns], state, got[:ns]):  # ended rows keep their state
+        np.testing.assert_array_equal(to_numpy(g), np.where(m_np, to_numpy(new), to_numpy(old)))
+    np.testing.assert_array_equal(to_numpy(got[ns]), np.where(m_np, to_numpy(res[0]), 0.0))
+    for g, c in zip(got[ns + 1 :], res[ns:]):  # the cell's own cache
+        np.testing.assert_array_equal(to_numpy(g), to_numpy(c))
+
+    dstate, d_out = tuple(draw(B, H) for _ in cell.states), draw(B, H)
+    bw_args = (*res[ns:], *w.bw)
+    got = cell.masked_backward(m, d_out, *dstate, *bw_args, xp=xp)
+    want = cell.backward(dstate[0] + d_out, *dstate[1:], *bw_args, xp=xp)
+    for k in (0, 1):  # ended rows: no gradient for the products, for a finite cache
+        np.testing.assert_allclose(to_numpy(got[k]),
+                                   np.where(m_np, to_numpy(want[k]), 0.0), rtol=1e-12)
+    assert (got[0] is got[1]) == (want[0] is want[1])
+    direct = 0.0 if want[2] is None else to_numpy(want[2])
+    np.testing.assert_allclose(to_numpy(got[2]), np.where(m_np, direct, to_numpy(dstate[0])),
+                               rtol=1e-12)
+    for g, w_, d in zip(got[3:], want[3:], dstate[1:]):  # and pass the state's gradient on
+        np.testing.assert_allclose(to_numpy(g), np.where(m_np, to_numpy(w_), to_numpy(d)),
+                                   rtol=1e-12)
+
+
 def test_update_swaps_arrays_without_copies_and_checks_them(xp, asarray):
     model = xprnn.SequenceClassifier(10, 3, 4, 2, cell="gru", xp=xp, device=_device(asarray),
                                      seed=0)

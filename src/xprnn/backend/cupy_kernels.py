@@ -25,6 +25,13 @@ function runs until the kernel is updated (``tests/test_cupy_kernels.py`` says w
 tests run every kernel body in NumPy against the plain function on the CPU, and compare the
 compiled and plain functions on a GPU in the ``cupy`` session.
 
+With variable lengths the loop calls each cell function's masked variant
+(:func:`xprnn.cells.base.masked`) on steps where some rows have ended. Its kernel is not written
+by hand but derived from the cell's (:func:`masked_kernel`): the body is rewritten so that the
+new states (forward) or the state gradients (backward) are selected by the mask, a ``bool``
+input, inside the same launch. The derivation is tied to the source of the generic wrappers
+(``MASKING``) as the cells' kernels are tied to theirs.
+
 Importing this module does not import CuPy; :func:`register_if_available` (called when
 :mod:`xprnn.backend` is imported) registers :func:`compile` for CuPy namespaces only where CuPy
 is installed, and CuPy is imported on the first compile, i.e. when CuPy arrays reach the loop.
@@ -43,18 +50,19 @@ from typing import NamedTuple
 
 from .kernels import register_compiler
 
-__all__ = ["Kernel", "Plan", "PLANS", "PREAMBLE", "compile", "fingerprint", "known",
-           "register_if_available"]
+__all__ = ["Kernel", "Plan", "PLANS", "MASKING", "PREAMBLE", "compile", "fingerprint", "known",
+           "masked_kernel", "masked_plan", "register_if_available"]
 
 
 class Kernel(NamedTuple):
     """One elementwise kernel: ``inputs`` then ``outputs`` (names, all of the step's dtype
-    ``T``), and the ``body`` run for each element."""
+    ``T`` but those in ``bools``, which are ``bool``), and the ``body`` run for each element."""
 
     name: str
     inputs: tuple
     outputs: tuple
     body: str
+    bools: tuple = ()
 
 
 # a select that keeps NaN where the plain functions keep it (xp.maximum, xp.where)
@@ -222,28 +230,170 @@ def _gru_backward(run, empty, dh, r, z, n, gh_n, h_prev, one):
 
 class Plan(NamedTuple):
     """How to run one pointwise function as ``kernel``: ``plan(run, empty, *arrays)`` slices the
-    gate blocks, allocates the outputs and launches once (see above)."""
+    gate blocks, allocates the outputs and launches once (see above).
+
+    ``states``, ``direct`` and ``rest`` name what the masked variant (:func:`masked_plan`)
+    selects: in a forward, ``states`` are the outputs holding the new states, in state order;
+    in a backward, ``states`` are the inputs receiving the state gradients, ``direct`` the output
+    of the direct term of the first (None where the function returns None) and ``rest`` the
+    outputs of the other states' gradients."""
 
     fingerprint: str  # of the plain function's source: the plan applies to that version only
     plan: object
     kernel: Kernel
+    states: tuple = ()
+    direct: object = None
+    rest: tuple = ()
 
 
 # the fingerprints of the plain functions these plans were written from (``fingerprint(fn)``)
 PLANS = {
     "xprnn.cells.elman.tanh_forward": Plan("e92b3eab10cfda46", _rnn_forward(RNN_TANH_FW),
-                                           RNN_TANH_FW),
+                                           RNN_TANH_FW, ("h",)),
     "xprnn.cells.elman.tanh_backward": Plan("ec9e2d6e44e1ade7", _rnn_backward(RNN_TANH_BW),
-                                            RNN_TANH_BW),
+                                            RNN_TANH_BW, ("dh",)),
     "xprnn.cells.elman.relu_forward": Plan("7120c5f193b1353c", _rnn_forward(RNN_RELU_FW),
-                                           RNN_RELU_FW),
+                                           RNN_RELU_FW, ("h",)),
     "xprnn.cells.elman.relu_backward": Plan("cc5959ddac9d7014", _rnn_backward(RNN_RELU_BW),
-                                            RNN_RELU_BW),
-    "xprnn.cells.lstm.forward": Plan("a7cfc7e2b926ae0a", _lstm_forward, LSTM_FW),
-    "xprnn.cells.lstm.backward": Plan("015e30bccfb1d1dd", _lstm_backward, LSTM_BW),
-    "xprnn.cells.gru.forward": Plan("bd46904141b20b1d", _gru_forward, GRU_FW),
-    "xprnn.cells.gru.backward": Plan("8e41499e063a2ddf", _gru_backward, GRU_BW),
+                                            RNN_RELU_BW, ("dh",)),
+    "xprnn.cells.lstm.forward": Plan("a7cfc7e2b926ae0a", _lstm_forward, LSTM_FW, ("h", "c")),
+    "xprnn.cells.lstm.backward": Plan("015e30bccfb1d1dd", _lstm_backward, LSTM_BW, ("dh", "dc"),
+                                      None, ("dc_prev",)),
+    "xprnn.cells.gru.forward": Plan("bd46904141b20b1d", _gru_forward, GRU_FW, ("out_h",)),
+    "xprnn.cells.gru.backward": Plan("8e41499e063a2ddf", _gru_backward, GRU_BW, ("dh",),
+                                     "d_direct"),
 }
+
+# -- masked variants: the length mask inside the same launch -------------------------------------
+# The loop calls a cell's masked variant (xprnn.cells.base.masked) on steps where some rows have
+# ended. Its kernel is derived from the cell's kernel by rewriting the body: the state outputs
+# (forward) or the state-gradient outputs (backward) become locals, selected by the mask into
+# the outputs. The fingerprints are those of the two generic wrappers in xprnn.cells.base.
+MASKING = {"forward": "4dc91297fadd7318", "backward": "9a44ad190d4b1685"}
+
+
+def _parse(body):
+    """``(declares, name, expression)`` of each ``T name = expr;`` / ``name = expr;``."""
+    out = []
+    for part in body.split(";"):
+        s = part.strip()
+        if s:
+            lhs, expr = (x.strip() for x in s.split("=", 1))
+            out.append((lhs.startswith("T "), lhs.split()[-1], expr))
+    return out
+
+
+def _write(statements):
+    return "\n".join(f"{'T ' if d else ''}{name} = {expr};" for d, name, expr in statements)
+
+
+def masked_kernel(plan, kind):
+    """The :class:`Kernel` of ``plan``'s masked variant (see :func:`xprnn.cells.base.masked`).
+
+    Forward: inputs ``m`` (bool), the cell kernel's inputs, then ``old_<s>`` (the previous
+    state) for each state output ``s``; outputs the cell kernel's (unchanged: the cache may hold
+    a new state, as the RNN's does), then ``masked_<s>`` for each state and ``masked_out``.
+    Backward: inputs ``m``, ``d_out``, then the cell kernel's with each state-gradient input
+    ``d`` renamed ``old_<d>``; outputs the cell kernel's with the direct and other state
+    gradients selected, then ``masked_direct`` where the cell has no direct term.
+    """
+    k = plan.kernel
+    statements = _parse(k.body)
+    names = {n for _, n, _ in statements} | set(k.inputs) | set(k.outputs)
+    if kind == "forward":
+        olds = tuple(f"old_{s}" for s in plan.states)
+        news = tuple(f"new_{s}" for s in plan.states)
+        outs = (*(f"masked_{s}" for s in plan.states), "masked_out")
+        body = []
+        for d, name, expr in statements:
+            if name in plan.states:  # the new state, kept as a local
+                body += [(True, f"new_{name}", expr), (False, name, f"new_{name}")]
+            else:
+                body.append((d, name, expr))
+        body.append((True, "mask_zero", "0"))
+        body += [(False, o, f"xprnn_where(m, {n}, {old})")
+                 for o, n, old in zip(outs, news, olds)]
+        body.append((False, "masked_out", f"xprnn_where(m, {news[0]}, mask_zero)"))
+        inputs, outputs = ("m", *k.inputs, *olds), (*k.outputs, *outs)
+    elif kind == "backward":
+        olds = tuple(f"old_{d}" for d in plan.states)
+        body = [(True, "mask_zero", "0"),
+                (True, plan.states[0], f"xprnn_where(m, {olds[0]} + d_out, mask_zero)")]
+        body += [(True, d, f"xprnn_where(m, {old}, mask_zero)")
+                 for d, old in zip(plan.states[1:], olds[1:])]
+        selected = dict(zip((plan.direct, *plan.rest), olds))
+        selected.pop(None, None)
+        for d, name, expr in statements:
+            if name in selected:
+                body += [(True, f"new_{name}", expr),
+                         (False, name, f"xprnn_where(m, new_{name}, {selected[name]})")]
+            else:
+                body.append((d, name, expr))
+        extra = ()
+        if plan.direct is None:
+            extra = ("masked_direct",)
+            body.append((False, "masked_direct", f"xprnn_where(m, mask_zero, {olds[0]})"))
+        renamed = dict(zip(plan.states, olds))
+        inputs = ("m", "d_out", *(renamed.get(a, a) for a in k.inputs))
+        outputs = (*k.outputs, *extra)
+    else:
+        raise ValueError(f"kind must be 'forward' or 'backward', got {kind!r}")
+    # the names added must be new: the kernel's own names keep their meaning
+    added = {"m", "d_out", "mask_zero", *olds, *(f"{p}_{n}" for p in ("new", "masked")
+                                                  for n in (*k.outputs, "out", "direct"))}
+    assert not added & names, (k.name, added & names)
+    return Kernel(f"{k.name}_masked", inputs, outputs, _write(body), ("m",))
+
+
+def _masked_forward(plan, kernel):
+    def masked(run, empty, m, xw, gh, *args):
+        olds = args[: len(plan.states)]
+        made = []
+
+        def run_masked(k, *arrays):
+            ins, outs = arrays[: len(k.inputs)], arrays[len(k.inputs) :]
+            news = [outs[k.outputs.index(s)] for s in plan.states]
+            if any(n.shape != o.shape for n, o in zip(news, olds)):
+                return  # declined below: the plain function runs
+            made.extend(empty(n.shape, n) for n in (*news, news[0]))
+            run(kernel, m, *ins, *olds, *outs, *made)
+
+        res = plan.plan(run_masked, empty, xw, gh, *args)
+        if res is None or not made:
+            return None
+        return (*made, *res[len(olds) :])
+    return masked
+
+
+def _masked_backward(plan, kernel):
+    def masked(run, empty, m, d_out, *args):
+        dh = args[0]
+        if d_out.shape != dh.shape:
+            return None
+        made = [] if plan.direct is not None else [empty(dh.shape, dh)]
+
+        def run_masked(k, *arrays):
+            run(kernel, m, d_out, *arrays, *made)
+
+        res = plan.plan(run_masked, empty, *args)
+        if res is None:
+            return None
+        return (res[0], res[1], res[2] if plan.direct is not None else made[0], *res[3:])
+    return masked
+
+
+_MASKED = {}  # (plain function, kind) -> Plan of its masked variant
+
+
+def masked_plan(entry, kind):
+    """The :class:`Plan` of the masked variant of the function ``entry`` is for."""
+    key = (entry.kernel.name, kind)
+    found = _MASKED.get(key)
+    if found is None:
+        kernel = masked_kernel(entry, kind)
+        make = _masked_forward if kind == "forward" else _masked_backward
+        found = _MASKED[key] = Plan(MASKING[kind], make(entry, kernel), kernel)
+    return found
 
 
 def fingerprint(fn):
@@ -262,7 +412,15 @@ def fingerprint(fn):
 
 def known(fn):
     """The :class:`Plan` for pointwise function ``fn``, or None when there is none for this
-    version of it."""
+    version of it. A cell function's masked variant (``fn.masked_of``) has the plan derived
+    from its cell function's (:func:`masked_plan`)."""
+    of = getattr(fn, "masked_of", None)
+    if of is not None:
+        kind, base, _ = of
+        entry = known(base)
+        if entry is None or fingerprint(fn) != MASKING.get(kind):
+            return None
+        return masked_plan(entry, kind)
     entry = PLANS.get(f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', '')}")
     if entry is None or fingerprint(fn) != entry.fingerprint:
         return None
@@ -276,7 +434,7 @@ def _elementwise(cupy, kernel):
     k = _COMPILED.get(kernel.name)
     if k is None:
         k = _COMPILED[kernel.name] = cupy.ElementwiseKernel(
-            ", ".join(f"T {a}" for a in kernel.inputs),
+            ", ".join(f"{'bool' if a in kernel.bools else 'T'} {a}" for a in kernel.inputs),
             ", ".join(f"T {a}" for a in kernel.outputs),
             kernel.body, kernel.name, preamble=PREAMBLE, no_return=True)
     return k

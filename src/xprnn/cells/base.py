@@ -27,6 +27,11 @@ leading direction axis): slice gate blocks on the last axis (``a[..., :H]``) and
 ``shape[-1]``. Because the pointwise functions take and return arrays only, a backend may compile
 each into one kernel (:func:`xprnn.backend.pointwise`); the plain functions remain the reference.
 
+Variable lengths need no code in a cell: :func:`masked` builds, once per cell function, a
+*masked* variant that takes the step's mask (``bool (B, 1)``, false where a row has ended) as its
+first array and applies it inside the same pointwise call, so that a backend compiles the mask
+into the cell's kernel (:attr:`Cell.masked_forward`, :attr:`Cell.masked_backward`).
+
 Shapes: ``B`` batch, ``I`` input size, ``H`` hidden size, ``G`` number of gate blocks.
 """
 
@@ -34,11 +39,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import NamedTuple
 
 from ..backend import device_of
 
-__all__ = ["Cell", "Weights", "register", "get", "names", "const", "row_scale"]
+__all__ = ["Cell", "Weights", "register", "get", "names", "const", "row_scale", "masked"]
 
 
 class Weights(NamedTuple):
@@ -106,6 +112,16 @@ class Cell:
     def num_states(self) -> int:
         return len(self.states)
 
+    @property
+    def masked_forward(self):
+        """``forward`` with the step's mask applied inside it (see :func:`masked`)."""
+        return masked(self.forward, "forward", self.num_states)
+
+    @property
+    def masked_backward(self):
+        """``backward`` with the step's mask applied inside it (see :func:`masked`)."""
+        return masked(self.backward, "backward", self.num_states)
+
     def parameters(self, input_size, hidden_size, bias=True, proj_size=0):
         """``{name: shape}`` of one direction's parameters, in initialisation order (PyTorch's:
         ``weight_hr (P, H)`` last when projecting to ``proj_size = P``)."""
@@ -146,6 +162,59 @@ def get(name):
 def names():
     """Names of the registered cells, sorted."""
     return sorted(_CELLS)
+
+
+# -- variable lengths inside the pointwise call -----------------------------------------------
+
+
+@cache  # one function per cell function: the kernel seam caches (and compiles) by function
+def masked(fn, kind, ns):
+    """The masked variant of a cell's pointwise ``forward`` or ``backward`` (``kind``) for a cell
+    with ``ns`` states, built from the cell's own function, so no cell writes it.
+
+    ``m`` is a boolean ``(B, 1)`` mask, false for rows whose sequence has ended (padding):
+    they keep their state, emit zeros and pass their state's gradient through untouched.
+
+    - forward ``(m, xw_t, gh, *state, *fw, xp) -> (*new_state, out, *cache)``: ``new_state`` is
+      the cell's new state where ``m`` holds and the previous one elsewhere, ``out`` the new
+      output state (``h``) where ``m`` holds and zero elsewhere; the cache is the cell's own.
+    - backward ``(m, d_out, *dstate, *cache, *bw, xp) -> (dxw, dgh, ddirect, *dstate_rest)``:
+      ``d_out`` is the step's output gradient, ``dstate`` the gradient of the (masked) new state.
+      The cell's backward sees ``dh = dstate[0] + d_out`` and ``dstate[1:]``, zeroed on padded
+      rows, so ``dxw`` and ``dgh`` are zero there (for a finite cache). ``ddirect`` is never
+      None: the cell's direct term where ``m`` holds, ``dstate[0]`` elsewhere; the loop adds
+      ``dgh @ W_hh``, which is zero on padded rows, and has the previous state's gradient
+      without a select of its own. ``dstate_rest`` is the cell's where ``m`` holds and
+      ``dstate[1:]`` elsewhere.
+
+    Compilers recognise the variant by its attribute ``masked_of = (kind, fn, ns)``.
+    """
+    if kind == "forward":
+
+        def masked_forward(m, xw, gh, *args, xp):
+            res = fn(xw, gh, *args, xp=xp)
+            new = tuple(xp.where(m, s_new, s_old) for s_new, s_old in zip(res[:ns], args[:ns]))
+            return (*new, xp.where(m, res[0], 0.0), *res[ns:])
+
+        out = masked_forward
+    elif kind == "backward":
+
+        def masked_backward(m, d_out, *args, xp):
+            dstate = args[:ns]
+            din = (xp.where(m, dstate[0] + d_out, 0.0),
+                   *(xp.where(m, d, 0.0) for d in dstate[1:]))
+            res = fn(*din, *args[ns:], xp=xp)
+            direct = res[2]
+            ddirect = xp.where(m, 0.0 if direct is None else direct, dstate[0])
+            rest = tuple(xp.where(m, r, d) for r, d in zip(res[3:], dstate[1:]))
+            return (res[0], res[1], ddirect, *rest)
+
+        out = masked_backward
+    else:
+        raise ValueError(f"kind must be 'forward' or 'backward', got {kind!r}")
+    out.masked_of = (kind, fn, ns)
+    out.__name__ = out.__qualname__ = f"masked_{getattr(fn, '__name__', kind)}"
+    return out
 
 
 # -- helpers the cells share ---------------------------------------------------------------------
