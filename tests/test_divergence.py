@@ -192,18 +192,25 @@ def test_cli_exits_non_zero_with_a_hint_and_saves_no_exploded_model(tmp_path, ca
     assert history["best_epoch"] is None
 
 
-def test_cli_keeps_the_best_epoch_saved_before_the_explosion(tmp_path, capsys, backend,
-                                                             monkeypatch):
-    if backend != "numpy":
-        pytest.skip("backend-independent; runs under --backend numpy")
+def _explode_after_4_steps(monkeypatch):
+    """The classifier's loss reads 1e6 times too high from step 5 on (with 4 steps an epoch,
+    epoch 2 explodes); returns the step counter, which a test may wind on."""
     real, calls = SequenceClassifier.train_batch, [0]
 
-    def train_batch(self, batch, carry=None):  # 4 steps an epoch: epoch 2 explodes
+    def train_batch(self, batch, carry=None):
         calls[0] += 1
         loss, grads, carry = real(self, batch, carry)
         return (loss * 1e6 if calls[0] > 4 else loss), grads, carry
 
     monkeypatch.setattr(SequenceClassifier, "train_batch", train_batch)
+    return calls
+
+
+def test_cli_keeps_the_best_epoch_saved_before_the_explosion(tmp_path, capsys, backend,
+                                                             monkeypatch):
+    if backend != "numpy":
+        pytest.skip("backend-independent; runs under --backend numpy")
+    _explode_after_4_steps(monkeypatch)
     out = tmp_path / "x"
     code, _, err = _run(capsys, "sentiment", "train", "--data", _csv(tmp_path), *TINY,
                         "--batch-size", "27", "--epochs", "3", "--out", out)
@@ -219,14 +226,7 @@ def test_cli_says_which_model_is_kept_without_validation_and_with_force(tmp_path
                                                                        monkeypatch):
     if backend != "numpy":
         pytest.skip("backend-independent; runs under --backend numpy")
-    real, calls = SequenceClassifier.train_batch, [0]
-
-    def train_batch(self, batch, carry=None):  # 4 steps an epoch: epoch 2 explodes
-        calls[0] += 1
-        loss, grads, carry = real(self, batch, carry)
-        return (loss * 1e6 if calls[0] > 4 else loss), grads, carry
-
-    monkeypatch.setattr(SequenceClassifier, "train_batch", train_batch)
+    calls = _explode_after_4_steps(monkeypatch)
     out, data = tmp_path / "x", _csv(tmp_path)
     code, _, err = _run(capsys, "sentiment", "train", "--data", data, *TINY, "--batch-size",
                         "30", "--valid-fraction", "0", "--epochs", "3", "--out", out)

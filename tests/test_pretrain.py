@@ -136,7 +136,7 @@ def test_init_from_copies_the_language_model_and_gradual_unfreezing_keeps_it(tmp
 
 @pytest.mark.parametrize("lm_args, message", [
     (("--tokenizer", "whitespace"), "train it with --level word --tokenizer unicode"),
-    (None, "expected a language model"),
+    (None, "expected a 'lm' model"),
 ])
 def test_init_from_refuses_models_whose_words_differ(tmp_path, files, capsys, lm_args,
                                                      message):

@@ -176,22 +176,23 @@ def backend_from_args(args):
     return module, device
 
 
-def load_model(args, task):
-    """The checkpoint in ``--model`` on the chosen backend, checked to be a ``task`` model."""
+def load_model(args, task, option="--model"):
+    """The checkpoint in ``option`` (``--model``) on the chosen backend, checked to be a
+    ``task`` model."""
     from ..checkpoint import load
 
     module, device = backend_from_args(args)
-    path = Path(args.model)
+    path = Path(getattr(args, option.lstrip("-").replace("-", "_")))
     if not path.exists():
-        raise CLIError(f"--model {path}: no such directory")
+        raise CLIError(f"{option} {path}: no such directory")
     try:
         model = load(path, xp=module, device=device, dtype=args.dtype)
     except (ValueError, TypeError) as e:
-        raise CLIError(f"--model {path}: {e}") from None
+        raise CLIError(f"{option} {path}: {e}") from None
     found = model.meta.get("task")
     if found != task:
         what = f"a {found!r} model" if found else "not saved by the xprnn command line"
-        raise CLIError(f"--model {path}: expected a {task!r} model, but it is {what}")
+        raise CLIError(f"{option} {path}: expected a {task!r} model, but it is {what}")
     return model
 
 

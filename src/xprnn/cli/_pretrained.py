@@ -44,23 +44,11 @@ def add_options(group):
                             "epoch one more layer from the top")
 
 
-def load(args, xp, device):
+def load(args):
     """``(language model, vocabulary, tokenizer)`` from ``--init-from``, checked to be a word
     model whose words are the classifier's."""
-    from pathlib import Path
-
-    from ..checkpoint import load as load_checkpoint
-
-    where = Path(args.init_from)
-    if not where.is_dir():
-        raise CLIError(f"--init-from {where}: no such directory")
-    try:
-        lm = load_checkpoint(where, xp=xp, device=device, dtype=args.dtype)
-    except (ValueError, TypeError) as e:
-        raise CLIError(f"--init-from {where}: {e}") from None
-    if lm.meta.get("task") != "lm":
-        raise CLIError(f"--init-from {where}: expected a language model (xprnn lm train), "
-                       f"found a {lm.meta.get('task')!r} model")
+    lm = c.load_model(args, "lm", "--init-from")
+    where = args.init_from
     try:
         vocab = _checks.check_meta(lm, where, "lm")
     except CLIError as e:

@@ -184,7 +184,7 @@ def train(args):
             "classes": classes, "max_len": args.max_len, "truncate": args.truncate}
     lm = None
     if args.init_from is not None:
-        lm, lm_vocab, meta["tokenizer"] = _pretrained.load(args, xp, device)
+        lm, lm_vocab, meta["tokenizer"] = _pretrained.load(args)
     tokens = sd.tokenize(texts, meta)
     dropped = [i for i in tr if not tokens[i]]  # nothing to learn from an empty text
     tr = np.array([i for i in tr if tokens[i]], dtype=np.int64)
