@@ -4,6 +4,7 @@ ends with exactly the model of an uninterrupted run; ``--out`` is checked before
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,6 +99,9 @@ def test_out_is_checked_before_any_work(tmp_path, capsys):
     blocker.write_text("x")
     code, _, err = _run(capsys, *args, "--out", blocker / "sub")
     assert code == 2 and "cannot write there" in err
+    if Path("/proc/self").is_dir():  # writable by access() for root, yet no file can be made
+        code, out, err = _run(capsys, *args, "--out", "/proc/xprnn-out")
+        assert code == 2 and "cannot write there" in err and "training on" not in out
     code, _, err = _run(capsys, "sentiment", "train", "--resume", tmp_path / "nothing")
     assert code == 2 and "no training state to resume from" in err
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -102,6 +103,13 @@ def prepare_out(args):
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise CLIError(f"--out {out}: cannot write there ({existing} is not a writable "
                        "directory)")
+    try:  # access() says yes to root almost everywhere (/proc, some mounts): try a file
+        fd, probe = tempfile.mkstemp(prefix=".xprnn-probe-", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise CLIError(f"--out {out}: cannot write there ({existing}: "
+                       f"{e.strerror or e})") from None
     return out
 
 
