@@ -341,6 +341,30 @@ def test_sigterm_leaves_no_temporary_file(tmp_path, model):
     assert _leftovers(out) == []
 
 
+def test_a_killed_runs_temporary_file_goes_at_the_next_run(tmp_path, model, capsys):
+    """SIGKILL leaves the temporary file; the next run writing the same output removes it
+    when it is stale (its process is gone and it is a minute old), and nothing else."""
+    src = _lines_file(tmp_path / "in.txt", _texts(5))
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    old = time.time() - 120
+    killed = out / f".p.tsv.{dead.pid}.0123456789ab.tmp"  # a killed run's, by its name
+    running = out / f".p.tsv.{os.getpid()}.0123456789ab.tmp"  # a live process's
+    fresh = out / f".p.tsv.{dead.pid}.ba9876543210.tmp"  # too young to be called stale
+    other = out / f".q.tsv.{dead.pid}.0123456789ab.tmp"  # another output's
+    unnamed = out / ".p.tsv.0123456789ab.tmp"  # no process id: maybe another program's
+    for f in (killed, running, fresh, other, unnamed):
+        f.write_text("half")
+        if f is not fresh:
+            os.utime(f, (old, old))
+    assert _run(capsys, "sentiment", "predict", "--model", model, "-i", src, "-o",
+                out / "p.tsv")[0] == 0
+    assert _leftovers(out) == sorted([*(f.name for f in (running, fresh, other, unnamed)),
+                                      "p.tsv"])
+
+
 # -- user errors ---------------------------------------------------------------------------------
 
 

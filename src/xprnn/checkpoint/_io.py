@@ -28,14 +28,20 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_write", "write_safetensors", "remove_stale_temporaries", "STALE_AFTER",
-           "ABANDONED_AFTER"]
+__all__ = ["atomic_write", "temporary_name", "write_safetensors", "remove_stale_temporaries",
+           "STALE_AFTER", "ABANDONED_AFTER"]
 
 STALE_AFTER = 60.0
 ABANDONED_AFTER = 3600.0
 _TEMPORARY = re.compile(r"^\.(?P<name>.+?)\.(?:(?P<pid>\d+)\.)?[0-9a-f]{12}\.tmp$")
 _DTYPES = {"float16": "F16", "float32": "F32", "float64": "F64", "int32": "I32", "int64": "I64",
            "int8": "I8", "uint8": "U8", "bool": "BOOL"}
+
+
+def temporary_name(target: Path) -> Path:
+    """The name of a temporary file for ``target``, beside it, that
+    :func:`remove_stale_temporaries` recognises: ``.{target}.{pid}.{12 hex}.tmp``."""
+    return target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
 
 
 def atomic_write(target: Path, write):
@@ -46,7 +52,7 @@ def atomic_write(target: Path, write):
     temporary is left behind by an error; one left by a killed process is removed later
     (:func:`remove_stale_temporaries`).
     """
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
+    tmp = temporary_name(target)
     # O_EXCL reserves the name; mode 0o666 lets the umask set the final permissions
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
@@ -120,9 +126,11 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(directory, now=None):
+def remove_stale_temporaries(directory, now=None, target=None):
     """Remove the stale temporary files of interrupted saves in ``directory`` (rule above);
-    returns the paths removed."""
+    returns the paths removed. With ``target`` (a file name), only that file's temporaries,
+    and only those named with a process id: in a folder that is not ours (a command's output
+    file), an old name without one could be another program's."""
     now = time.time() if now is None else now
     removed = []
     try:
@@ -131,7 +139,8 @@ def remove_stale_temporaries(directory, now=None):
         return removed
     for entry in entries:
         m = _TEMPORARY.match(entry.name)
-        if m is None:
+        if m is None or (target is not None and (m.group("name") != target
+                                                  or m.group("pid") is None)):
             continue
         try:
             if not entry.is_file(follow_symlinks=False):

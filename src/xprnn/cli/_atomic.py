@@ -1,6 +1,9 @@
 """Writing a command's output file whole or not at all: to a temporary file in the same folder,
 renamed over the target once everything is written, and removed on an error, Ctrl-C or SIGTERM,
-so that an older file of that name stays as it was and nothing half-written is left behind."""
+so that an older file of that name stays as it was and nothing half-written is left behind. A
+temporary file that a killed run (SIGKILL, power loss) left is removed by the next run writing
+the same file, by the rule of the checkpoints' temporaries
+(:func:`xprnn.checkpoint._io.remove_stale_temporaries`)."""
 
 from __future__ import annotations
 
@@ -8,9 +11,9 @@ import contextlib
 import os
 import signal
 import sys
-import tempfile
 from pathlib import Path
 
+from ..checkpoint._io import remove_stale_temporaries, temporary_name
 from ._common import CLIError
 
 __all__ = ["output", "sigterm_as_interrupt"]
@@ -49,8 +52,11 @@ def output(path):
     folder = p.parent
     if not folder.is_dir():
         raise CLIError(f"--output {p}: the folder {folder} does not exist")
+    # named as a checkpoint's temporaries are, so a killed run's file goes at the next run
+    remove_stale_temporaries(folder, target=p.name)
+    tmp = temporary_name(p)
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{p.name}.", suffix=".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except OSError as e:
         raise CLIError(f"--output {p}: cannot write in the folder {folder} "
                        f"({e.strerror or e})") from None
