@@ -7,7 +7,7 @@ for the child processes (PERF-NOTES.md).
 
     python benchmarks/results.py [--only imdb-bigru|imdb-rnn|imdb-bigru-rd0|imdb-bigru-rd25|
                                          imdb-bigru-unicode|
-                                         shakespeare-char] [--data DIR]
+                                         shakespeare-char|shakespeare-char-384] [--data DIR]
 """
 
 from __future__ import annotations
@@ -57,6 +57,13 @@ def runs(data):
                      "--hidden", "128", "--dropout", "0.3", *text, "--epochs", "4",
                      "--lr", "2e-3", "--patience", "2", "--max-minutes", "20",
                      "--out", "runs/imdb-rnn", *common],
+        # issue 16's target: <= 1.45 nats/char within 45 minutes (one core)
+        "shakespeare-char-384": ["lm", "train", "--text", shakespeare, "--level", "char",
+                                 "--cell", "lstm", "--layers", "2", "--embedding-dim", "64",
+                                 "--hidden", "384", "--dropout", "0.15", "--seq-len", "100",
+                                 "--batch-size", "64", "--epochs", "30", "--lr", "3e-3",
+                                 "--clip", "5", "--valid-fraction", "0.1", "--max-minutes", "44",
+                                 "--out", "runs/shakespeare-384", *common],
         # target: <= 1.55 nats/char on the last 10% in under 30 minutes
         "shakespeare-char": ["lm", "train", "--text", shakespeare, "--level", "char",
                              "--cell", "lstm", "--layers", "2", "--embedding-dim", "64",
