@@ -47,14 +47,14 @@ class CLIError(Exception):
 
 
 class HelpFormatter(argparse.HelpFormatter):
-    """Adds ``(default: X)`` to an option's help unless the default is None/False or the help
-    already names it."""
+    """Adds ``(default: X)`` to an option's help unless the default is None/False, the option
+    is a ``--no-...`` switch, or the help already names it."""
 
     def _get_help_string(self, action):
         text = action.help or ""
         if (action.default is None or action.default is False  # (0 == False, so no `in`)
                 or action.default == argparse.SUPPRESS or "default" in text
-                or not action.option_strings):
+                or not action.option_strings or (action.nargs == 0 and action.default is True)):
             return text
         return f"{text} (default: %(default)s)".lstrip()
 
