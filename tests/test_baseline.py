@@ -93,7 +93,7 @@ def test_gradients_match_finite_differences(xp, device, asarray):
     assert rel_error(grads["bias"], db) < 1e-7
 
 
-def test_backward_rejects_a_foreign_cache(xp, device):
+def test_bad_ids_lengths_and_caches_are_clear_errors(xp, device):
     a = BagOfNgrams(5, 2, xp=xp, device=device)
     b = BagOfNgrams(5, 2, xp=xp, device=device)
     logits, cache = a.forward(np.array([[1, 2]]), np.array([2]))
@@ -101,6 +101,10 @@ def test_backward_rejects_a_foreign_cache(xp, device):
         b.backward(cache, logits)
     with pytest.raises(TypeError, match="keep=True"):
         a.backward(None, logits)
+    with pytest.raises(ValueError, match=r"ids must lie in \[0, 5\)"):
+        a.forward(np.array([[1, 5]]), np.array([2]))
+    with pytest.raises(ValueError, match="lengths must have shape"):
+        a.forward(np.array([[1, 2]]), np.array([2, 2]))
 
 
 def test_fit_baseline_learns_negation_that_unigrams_cannot(xp, device):

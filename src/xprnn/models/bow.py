@@ -22,7 +22,7 @@ import weakref
 import numpy as np
 
 from ..backend import dtype_name, from_numpy, to_numpy
-from ..nn.embedding import embedding, embedding_backward
+from ..nn.embedding import _check_ids, embedding, embedding_backward
 from ..nn.module import Module
 from .base import Classifying, ModelCache, cache_parts, ids_on
 
@@ -72,6 +72,7 @@ class BagOfNgrams(Classifying, Module):
         n = np.maximum(np.asarray(lengths if host else to_numpy(lengths), dtype=np.float64), 1)
         if n.shape != (ids.shape[0],):
             raise ValueError(f"lengths must have shape ({ids.shape[0]},), got {n.shape}")
+        _check_ids(ids, W.shape[0], xp=xp)
         s = from_numpy((1.0 / np.sqrt(n))[:, None], xp, self.device, dtype_name(W.dtype))
         e, e_cache = embedding(W, ids, xp=xp)
         logits = xp.sum(e, axis=1) * s + self.params["bias"]
