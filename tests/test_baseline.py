@@ -166,3 +166,21 @@ def test_sentiment_train_reports_the_baseline(tmp_path, capsys, backend):
     assert json.loads(capsys.readouterr().out)["baseline"] is None
     assert main([*argv, "--out", str(tmp_path / "m4"), "--json", "--valid-fraction", "0"]) == 0
     assert json.loads(capsys.readouterr().out)["baseline"]["test_accuracy"] == 1.0
+
+
+def test_a_failing_baseline_does_not_stop_the_model(tmp_path, capsys, backend, monkeypatch):
+    if backend != "numpy":
+        pytest.skip("backend-independent; runs under --backend numpy")
+    from xprnn.cli import _baseline, main
+
+    def broken(*a, **kw):
+        raise ValueError("no n-gram is in two texts")
+
+    monkeypatch.setattr(_baseline, "fit_and_test", broken)
+    rows = [("great film", "pos"), ("dull film", "neg")] * 6
+    code = main(["sentiment", "train", "--data", _csv(tmp_path / "a.csv", rows), "--hidden",
+                 "4", "--embedding-dim", "4", "--epochs", "1", "--no-progress",
+                 "--out", str(tmp_path / "m")])
+    out = capsys.readouterr().out
+    assert code == 0 and "baseline skipped: no n-gram is in two texts" in out
+    assert "model saved to" in out and "bag-of-words baseline's" not in out

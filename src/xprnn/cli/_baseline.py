@@ -48,9 +48,11 @@ def fit_and_test(tokens, y, tr, va, tests, num_classes, args, xp, device):
     from ..training import evaluate
 
     start = time.perf_counter()
-    if va.size == 0:  # the baseline still needs rows to choose its regularisation on
+    if va.size == 0 and tr.size >= 10:  # it still needs rows to choose its regularisation on
         keep = np.random.default_rng([args.seed, 2]).permutation(tr)
-        va, tr = keep[: max(1, tr.size // 10)], keep[max(1, tr.size // 10):]
+        va, tr = keep[: tr.size // 10], keep[tr.size // 10:]
+    elif va.size == 0:  # a handful of rows: choose on the training rows themselves
+        va = tr
     table = NgramTable.build([tokens[i] for i in tr], n=NGRAMS, min_freq=MIN_DF)
     enc = [table.encode(t) for t in tokens]
 
