@@ -271,11 +271,23 @@ class _FakeCupy:
         return launch
 
 
+def _plain_and_fused(run):
+    """``run()`` with the plain cell functions, then with the CuPy kernels compiled for NumPy
+    arrays (the stand-in for CuPy that the fake module drives)."""
+    from array_api_compat import is_numpy_namespace
+
+    plain = run()
+    backend.register_compiler(is_numpy_namespace, compile)
+    try:
+        return plain, run()
+    finally:
+        backend.unregister_compiler(compile)
+
+
 def test_compiled_functions_launch_once_per_call_and_serve_the_loop(monkeypatch):
     """``compile`` end to end with a NumPy stand-in for CuPy: one launch per call, the plain
     function's results, a fallback for arrays a plan was not written for, and a bidirectional
     layer with lengths through the seam giving the plain layer's numbers."""
-    from array_api_compat import is_numpy_namespace
 
     fake = _FakeCupy()
     monkeypatch.setitem(sys.modules, "cupy", fake)
@@ -299,12 +311,7 @@ def test_compiled_functions_launch_once_per_call_and_serve_the_loop(monkeypatch)
         dx, _, grads = layer.backward(cache, out)
         return [out, dx, *(grads[k] for k in sorted(grads))]
 
-    plain = run()
-    backend.register_compiler(is_numpy_namespace, compile)
-    try:
-        fused = run()
-    finally:
-        backend.unregister_compiler(compile)
+    plain, fused = _plain_and_fused(run)
     # one per step forward, one per step backward, the masks inside: steps 1 to 5 are masked
     assert _FakeCupy.launches == 2 + 2 * 6
     assert sorted(set(fake.kernels)) == ["xprnn_gru_backward", "xprnn_gru_forward",
@@ -318,7 +325,6 @@ def test_compiled_functions_launch_once_per_call_and_serve_the_loop(monkeypatch)
 def test_layers_with_lengths_run_the_masked_kernels(monkeypatch, name):
     """The other cells through the NumPy stand-in for CuPy: a bidirectional layer with lengths
     runs the derived masked kernels and gives the plain layer's numbers (the LSTM: above)."""
-    from array_api_compat import is_numpy_namespace
 
     fake = _FakeCupy()
     monkeypatch.setitem(sys.modules, "cupy", fake)
@@ -334,12 +340,7 @@ def test_layers_with_lengths_run_the_masked_kernels(monkeypatch, name):
         dx, dh0, grads = layer.backward(cache, R)
         return [out, h_n, dx, dh0, *(grads[k] for k in sorted(grads))]
 
-    plain = run()
-    backend.register_compiler(is_numpy_namespace, compile)
-    try:
-        fused = run()
-    finally:
-        backend.unregister_compiler(compile)
+    plain, fused = _plain_and_fused(run)
     prefix = known(cells.get(name).forward).kernel.name.rsplit("_", 1)[0]
     assert sorted(set(fake.kernels)) == sorted(f"{prefix}_{k}{m}" for k in ("backward", "forward")
                                                for m in ("", "_masked"))
