@@ -109,15 +109,28 @@ def test_sentiment_train_eval_predict(tmp_path, data, capsys):
     from xprnn.backend import to_numpy
     from xprnn.checkpoint import load
     from xprnn.text import Vocabulary, tokenize_words
+    from xprnn.text.ngrams import NgramTable
 
-    model = load(out)
+    # the saved classifier blends the GRU with the baseline: p ~ p_gru^a * p_ngrams^b
+    model, bow = load(out), load(out / "ngrams")
+    a, b = bow.meta["weights"]
+    assert [a, b] == [r["blend"]["recurrent_weight"], r["blend"]["ngram_weight"]]
     vocab = Vocabulary.from_dict(model.meta["vocab"])
-    for p, text in zip(preds, texts, strict=True):
-        ids = vocab.encode(tokenize_words(text))
-        want = to_numpy(model.predict_proba([ids], [len(ids)]))[0]
+    table = NgramTable(bow.meta["ngrams"], bow.meta["n"])
+    code, stdout, _ = _run(capsys, "sentiment", "predict", "--model", out, *texts, "--json",
+                           "--no-blend")
+    alone = _json_lines(stdout)
+    for p, q, text in zip(preds, alone, texts, strict=True):
+        tokens = tokenize_words(text)
+        ids, grams = vocab.encode(tokens), table.encode(tokens)
+        p_gru = to_numpy(model.predict_proba([ids], [len(ids)]))[0].astype(np.float64)
+        p_ngrams = to_numpy(bow.predict_proba([grams], [len(grams)]))[0].astype(np.float64)
+        want = p_gru ** a * p_ngrams ** b
+        want /= want.sum()
         assert p["label"] == ["neg", "pos"][int(np.argmax(want))]
-        assert p["probability"] == pytest.approx(want.max(), rel=1e-6)
+        assert p["probability"] == pytest.approx(want.max(), rel=1e-5)
         assert sum(p["probabilities"].values()) == pytest.approx(1.0)
+        assert q["probability"] == pytest.approx(p_gru.max(), rel=1e-6)  # --no-blend: alone
 
     code, stdout, _ = _run(capsys, "sentiment", "predict", "--model", out, *texts)
     assert code == 0

@@ -284,7 +284,8 @@ def test_cli_sentiment_export_round_trip(tmp_path, cli, truncate, rule):
                        "--truncate", truncate, "--tokenizer", rule)
     assert code == 0, err
     code, out, err = cli("sentiment", "export", "--model", model, "--out", tmp_path / "s.onnx")
-    assert code == 0 and err == ""
+    # the GRU is blended with an n-gram model that ONNX does not hold: said, and compared alone
+    assert code == 0 and err.startswith("xprnn: warning: ") and "holds the gru alone" in err
     assert out.startswith(f"wrote {tmp_path / 's.onnx'} (") and out.endswith(" KiB) and "
                                                                       f"{tmp_path / 's.json'}\n")
     spec = json.loads((tmp_path / "s.json").read_text(encoding="utf-8"))
@@ -296,7 +297,7 @@ def test_cli_sentiment_export_round_trip(tmp_path, cli, truncate, rule):
              "zzz unknown words here", "a great film and a moving plot, not dull at all",
              "Clichés, but GREAT Straße 2 it's #7 of the 21st"]
     got = _serve_classifier(spec, _session(tmp_path / "s.onnx"), texts)
-    code, out, _ = cli("sentiment", "predict", "--model", model, "--json", *texts)
+    code, out, _ = cli("sentiment", "predict", "--model", model, "--json", "--no-blend", *texts)
     want = [[r["probabilities"][k] for k in spec["classes"]] for r in map(json.loads,
                                                                          out.splitlines())]
     assert code == 0

@@ -136,7 +136,7 @@ def test_an_exploding_loss_in_one_process_stops_every_process_at_the_same_step(t
     assert reason.startswith("loss exploded") and reason.endswith("at epoch 1, step 6")
 
 
-def test_the_command_line_trains_data_parallel_under_mpiexec(tmp_path):
+def test_the_command_line_trains_data_parallel_under_mpiexec(tmp_path, capsys):
     _need_mpi()
     args = ["sentiment", "train", "--limit", "300", "--epochs", "1", "--dropout", "0",
             "--dtype", "float64", "--embedding-dim", "16", "--hidden", "16", "--json",
@@ -146,10 +146,20 @@ def test_the_command_line_trains_data_parallel_under_mpiexec(tmp_path):
     (line,) = out.splitlines()  # one JSON result: process 1 prints nothing
     assert json.loads(line)["world_size"] == 2
     assert json.loads((tmp_path / "two" / "history.json").read_text())["world_size"] == 2
+    capsys.readouterr()
     assert main([*args, "--out", str(tmp_path / "one")]) == 0
     one, two = load(tmp_path / "one").state_dict(), load(tmp_path / "two").state_dict()
     assert _max_diff({k: to_numpy(v) for k, v in one.items()},
                      {k: to_numpy(v) for k, v in two.items()}) < TOL
+    # the test set scored in shares (each process every other review) as in one process,
+    # blended with the same baseline and weights
+    r1, r2 = json.loads(capsys.readouterr().out), json.loads(line)
+    assert r1["test_size"] == r2["test_size"] == 300
+    assert r2["blend"]["ngram_weight"] == r1["blend"]["ngram_weight"]
+    assert abs(r2["blend"]["recurrent_weight"] - r1["blend"]["recurrent_weight"]) <= 0.01
+    assert abs(r2["test_loss"] - r1["test_loss"]) < 1e-3
+    assert abs(r2["blend"]["recurrent_test_loss"] - r1["blend"]["recurrent_test_loss"]) < 1e-9
+    assert (tmp_path / "two" / "ngrams" / "model.safetensors").is_file()
 
     text = tmp_path / "text.txt"
     text.write_text("the quick brown fox jumps over the lazy dog. " * 40, encoding="utf-8")

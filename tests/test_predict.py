@@ -85,7 +85,7 @@ def test_chunks_give_the_one_batch_probabilities_in_input_order(tmp_path, model,
     runs = {}
     for chunk, batch in ((1000, 1000), (10, 3), (7, 64), (17, 5), (1, 1)):
         code, out, _ = _run(capsys, "sentiment", "predict", "--model", model, "-i", src,
-                            "--json", "--chunk-size", chunk, "--batch-size", batch)
+                            "--json", "--chunk-size", chunk, "--batch-size", batch, "--no-blend")
         assert code == 0
         runs[chunk, batch] = out
     rows = _json(runs[1000, 1000])
@@ -214,9 +214,9 @@ def test_one_chunk_at_a_time_is_read_classified_and_written(tmp_path, model, mon
     seen = []
     classify = _rounds.classify
 
-    def spy(model, meta, vocab, texts, batch_size):
+    def spy(model, meta, vocab, texts, batch_size, partner):
         seen.append((stdin.lines, len(stdout.getvalue().splitlines()), len(texts)))
-        return classify(model, meta, vocab, texts, batch_size)
+        return classify(model, meta, vocab, texts, batch_size, partner)
 
     monkeypatch.setattr(_rounds, "classify", spy)
     assert main(["sentiment", "predict", "--model", model, "-i", "-", "--chunk-size",

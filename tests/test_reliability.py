@@ -246,8 +246,9 @@ def test_cli_class_files_folders_and_several_tests(tmp_path, capsys):
     code, out, _ = _run(capsys, "sentiment", "eval", "--model", tmp_path / "m", "--data", root,
                         f"{pos}:positive", "--encoding", "cp1252")
     lines = out.splitlines()
-    assert code == 0 and len(lines) == 3
+    assert code == 0 and len(lines) == 4
     assert lines[0].endswith(f"(20 texts, {root})") and lines[2].endswith("(60 texts, all)")
+    assert lines[3].startswith("(the gru blended with its bag-of-n-grams model; alone: accuracy")
     code, _, err = _run(capsys, "sentiment", "train", "--data", f"{pos}:positive",
                         "--delimiter", ";", "--out", tmp_path / "x")
     assert code == 2 and "--delimiter apply to CSV/TSV files, not to a FILE:LABEL file" in err

@@ -38,9 +38,12 @@ def fit_and_test(tokens, y, tr, va, tests, num_classes, args, xp, device):
 
     Returns
     -------
-    dict
+    record : dict
         ``features``, ``weight_decay``, ``epoch``, ``valid_accuracy``, ``seconds`` and, with
         tests, ``test_size``, ``test_accuracy`` and ``tests`` (one record per set).
+    model : BagOfNgrams
+    table : NgramTable
+        Its n-grams.
     """
     from ..models.bow import fit_baseline
     from ..text.batching import batches
@@ -72,7 +75,7 @@ def fit_and_test(tokens, y, tr, va, tests, num_classes, args, xp, device):
         result.update(test_size=n, tests=parts,
                       test_accuracy=sum(p["accuracy"] * p["size"] for p in parts) / n)
     result["seconds"] = time.perf_counter() - start
-    return result
+    return result, model, table
 
 
 def describe(r):

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from .._version import __version__
 from . import _common as c
-from ._checks import check_meta
+from ._blend import PARTNER
+from ._checks import check_meta, warn
 from ._common import CLIError
 
 __all__ = ["add_sentiment", "add_lm", "sidecar_path"]
@@ -109,6 +110,10 @@ def export_sentiment(args):
     stop = meta["tokenizer"].get("stopwords")
     stopwords = sorted(english_stopwords()) if stop == "english" else sorted(stop or [])
     tokenizer = _word_rules(word_rule(meta), stopwords)
+    if (Path(args.model) / PARTNER).exists():
+        warn(f"{args.model} blends the {model.config['cell']} with a bag-of-n-grams model "
+             f"({args.model}/{PARTNER}); the ONNX graph holds the {model.config['cell']} alone, "
+             "as 'sentiment eval --no-blend' scores it")
     return _write(model, args, out, {
         "inputs": {"ids": "int64 (batch, time): token ids, each row right-padded with pad_id",
                    "lengths": "int64 (batch,): the valid tokens of each row, 1 to time"},

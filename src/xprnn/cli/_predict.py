@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from . import _atomic as atomic
-from . import _checks, _rounds
+from . import _blend, _checks, _rounds
 from . import _common as c
 from . import _sentiment_data as sd
 from . import _team as team
@@ -57,6 +57,8 @@ def add_parser(tasks):
                         "with it, not with the input)")
     r.add_argument("--batch-size", type=c.positive_int, default=64, metavar="N",
                    help="texts per forward pass (texts of a chunk are batched by length)")
+    _blend.add_option(r, "classify with the recurrent model alone, without the bag-of-n-grams "
+                         "model it was blended with")
     c.add_progress_options(r)
     sd.add_csv_options(r)
     for action in r._actions:  # eval's CSV options, but predict reads no labels
@@ -211,16 +213,17 @@ def predict(args):
 
     def load():
         model = c.load_model(args, "sentiment")
-        return model, _checks.check_meta(model, args.model, "sentiment")
+        vocab = _checks.check_meta(model, args.model, "sentiment")
+        return model, vocab, _blend.load(args.model, model, args) if args.blend else None
 
     loaded, code = _rounds.agree(me, load)  # a model missing on one machine ends all alike
     if code is not None:
         return code
-    model, vocab = loaded
+    model, vocab, partner = loaded
     meta = model.meta
 
     def classify(texts):
-        return _rounds.classify(model, meta, vocab, texts, args.batch_size)
+        return _rounds.classify(model, meta, vocab, texts, args.batch_size, partner)
 
     if not lead:
         return _rounds.Rounds(me).run(None, classify, None, chunk_size=args.chunk_size)

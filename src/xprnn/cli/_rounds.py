@@ -40,24 +40,22 @@ def chunks(items, size):
         yield chunk
 
 
-def classify(model, meta, vocab, texts, batch_size):
+def classify(model, meta, vocab, texts, batch_size, partner=None):
     """Class probabilities ``(len(texts), classes)`` (NumPy float64) of ``texts``, in their
-    order. The texts are batched by length (fewer padded steps); a text's result does not depend
-    on its batch beyond round-off (BLAS may sum in another order for another batch shape, e.g.
-    a matrix-vector product for a batch of one), and the batches depend on the chunk alone, so
-    the same chunks give the same bytes in any process."""
+    order: the recurrent model's, blended with its ``partner`` when given
+    (:mod:`xprnn.cli._blend`). The texts are batched by length (fewer padded steps); a text's
+    result does not depend on its batch beyond round-off (BLAS may sum in another order for
+    another batch shape, e.g. a matrix-vector product for a batch of one), and the batches
+    depend on the chunk alone, so the same chunks give the same bytes in any process."""
     from ..backend import to_numpy
-    from ..text.batching import pad_batch
+    from . import _blend
     from . import _sentiment_data as sd
 
-    ids = sd.encode(sd.tokenize(texts, meta), vocab)
-    order = np.argsort([min(len(s), meta["max_len"]) for s in ids], kind="stable")
-    proba = np.empty((len(texts), len(meta["classes"])), dtype=np.float64)
-    for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
-        x, lengths = pad_batch([ids[i] for i in rows], meta["max_len"], meta["truncate"])
-        proba[rows] = to_numpy(model.predict_proba(x, lengths))
-    return proba
+    tokens = sd.tokenize(texts, meta)
+    if partner is not None:
+        return np.exp(_blend.log_proba(model, meta, vocab, tokens, batch_size, partner))
+    return _blend.recurrent_rows(model, meta, vocab, tokens, batch_size,
+                                 lambda x, lengths: to_numpy(model.predict_proba(x, lengths)))
 
 
 class Rounds:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import cells
-from . import _baseline, _checks, _export, _predict, _pretrained
+from . import _baseline, _blend, _checks, _export, _predict, _pretrained
 from . import _common as c
 from . import _sentiment_data as sd
 from . import _team as team
@@ -99,6 +99,8 @@ def add_parser(sub):
                    help="seeds the split, the initial weights, dropout and the batch order")
     c.add_progress_options(o)
     _baseline.add_option(o)
+    _blend.add_option(o, "save the recurrent model alone, not blended with the bag-of-words "
+                         "baseline (which is still reported)")
     t.add_argument("--out", default="runs/sentiment", metavar="DIR",
                    help="directory for the model, history.json and learning_curve.png")
     tc.add_run_options(t)
@@ -114,6 +116,8 @@ def add_parser(sub):
     sd.add_csv_options(e)
     e.add_argument("--batch-size", type=c.positive_int, default=32, metavar="N",
                    help="reviews per forward pass")
+    _blend.add_option(e, "evaluate the recurrent model alone, without the bag-of-n-grams model "
+                         "it was blended with")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
     c.add_backend_options(e)
     e.set_defaults(run=evaluate)
@@ -225,22 +229,34 @@ def train(args):
             + (f", {len(dropped)} empty after tokenizing dropped" if dropped else "")
             + f"), vocabulary {len(vocab)}, {model.num_parameters():,} parameters, "
             f"{args.cell} {args.hidden} {args.pooling}-pooling")
-    baseline = None
+    baseline = bow = None
     if args.baseline:
         tests = None if test is None else [(w, sd.tokenize(t, meta), ty) for w, t, ty in test]
         try:
-            baseline = _baseline.fit_and_test(tokens, y, tr, va, tests, len(classes), args, xp,
-                                              device)
+            baseline, *bow = _baseline.fit_and_test(tokens, y, tr, va, tests, len(classes),
+                                                    args, xp, device)
         except ValueError as e:  # a comparison, not the job: say so and go on
             say(f"baseline skipped: {e}")
         else:
             if not args.json:
                 say(_baseline.describe(baseline))
+    me = team.current()
+    if me is None or me.rank == 0:
+        _blend.remove(out)  # an earlier run's partner would be blended with this model
     history, seconds, curve = tc.train_and_save(
         model, train_b, valid_b, args, out, options, say, f"sentiment: {args.cell} {args.hidden}",
         _pretrained.lr_scale(model, args, len(train_b)))
     best = c.best_record(history)
     epochs, train_seconds, tps = c.throughput(history)
+    partner, blend = None, None
+    if bow and args.blend and va.size:
+        partner, blend = _blend_with(model, bow, [tokens[i] for i in va], y[va], meta, vocab,
+                                     args)
+        if me is None or me.rank == 0:
+            _blend.save(out, partner)
+    elif bow and args.blend and not args.json:
+        say("not blended with the baseline: choosing the blend needs validation rows "
+            "(--valid-fraction 0 leaves none)")
     result = {"train_size": int(tr.size), "valid_size": int(va.size), "vocab_size": len(vocab),
               "parameters": model.num_parameters(), "epochs": epochs,
               "best_epoch": history.best_epoch, "seconds": seconds, "tokens_per_s": tps,
@@ -248,17 +264,69 @@ def train(args):
               "test_size": None, "test_accuracy": None, "test_loss": None,
               "stop_reason": history.stop_reason, "model": str(out),
               "learning_curve": None if curve is None else str(curve),
-              "world_size": history.world_size, "baseline": baseline}
+              "world_size": history.world_size, "baseline": baseline, "blend": blend,
+              "cell": args.cell}
     if test is not None:
-        m = sd.evaluate_sets(model, test, meta, vocab, team.evaluate_all,
-                             lambda seqs, y: _batches(seqs, y, args, False))
+        m = _evaluate_sets(model, partner, test, meta, vocab, args.batch_size)
         result.update(test_size=m["size"], test_accuracy=m["accuracy"], test_loss=m["loss"],
                       tests=m["parts"])
+        if blend is not None:
+            blend.update(recurrent_test_accuracy=m["recurrent_accuracy"],
+                         recurrent_test_loss=m["recurrent_loss"])
     if args.json:
         c.dump_json(result)
     else:
         _summary(result, train_seconds)
     return 0
+
+
+def _blend_with(model, bow, tokens, y, meta, vocab, args):
+    """The partner of ``model`` (the baseline ``bow = [model, table]`` with the blend's weights
+    chosen on the validation texts ``tokens``/``y``) and the blend's record."""
+    lp = _blend.recurrent_log_proba(model, meta, vocab, tokens, args.batch_size)
+    lq = _blend.ngram_log_proba(*bow, tokens)
+    a, b = _blend.choose(lp, lq, y)
+    blended = _blend.scores(_blend.mix(lp, lq, a, b), y)
+    return _blend.Partner(*bow, a, b), {
+        "recurrent_weight": a, "ngram_weight": b, "valid_accuracy": blended["accuracy"],
+        "valid_loss": blended["loss"], "recurrent_valid_accuracy": _blend.scores(lp, y)["accuracy"]}
+
+
+def _sharded(compute, items):
+    """``compute(items)``, an ``(N, C)`` array of the items' rows; under ``mpiexec`` each process
+    computes every ``size``-th row and the rows are summed across the processes."""
+    me = team.current()
+    if me is None:
+        return compute(items)
+    mine = np.arange(me.rank, len(items), me.size)
+    part = compute([items[i] for i in mine])
+    full = np.zeros((len(items), part.shape[1]), dtype=np.float64)
+    full[mine] = part
+    return me.comm.allreduce(full)
+
+
+def _evaluate_sets(model, partner, sets, meta, vocab, batch_size):
+    """``{"size", "accuracy", "loss", "parts"}`` of the saved classifier (the blend when there is
+    a ``partner``) over ``sets`` ``[(argument, texts, label ids)]``: each argument alone
+    (``parts``), and all of them weighted by size. With a partner, also ``recurrent_accuracy``
+    and ``recurrent_loss``: the recurrent model alone."""
+    parts = []
+    for where, texts, y in sets:
+        tokens = sd.tokenize(texts, meta)
+        lp = _sharded(lambda rows: _blend.recurrent_log_proba(model, meta, vocab, rows,
+                                                               batch_size), tokens)
+        part = {"data": where, "size": len(texts), **_blend.scores(lp, y)}
+        if partner is not None:
+            lq = _sharded(lambda rows: _blend.ngram_log_proba(partner.model, partner.table,
+                                                               rows), tokens)
+            part = {"data": where, "size": len(texts),
+                    **_blend.scores(_blend.mix(lp, lq, partner.a, partner.b), y),
+                    "recurrent_accuracy": part["accuracy"], "recurrent_loss": part["loss"]}
+        parts.append(part)
+    n = sum(p["size"] for p in parts)
+    return {"size": n, "parts": parts,
+            **{k: sum(p[k] * p["size"] for p in parts) / n for k in parts[0]
+               if k not in ("data", "size")}}
 
 
 def _summary(r, train_seconds):
@@ -274,7 +342,14 @@ def _summary(r, train_seconds):
     test = f"test accuracy {acc('test_accuracy')} ({r['test_size']} reviews)" \
         if r["test_size"] else "no test set (--test)"
     print(f"valid accuracy {acc('valid_accuracy')}, {test}")
-    b = r["baseline"]
+    b, m = r["baseline"], r["blend"]
+    if m is not None:
+        alone = "" if m.get("recurrent_test_accuracy") is None else \
+            f", test accuracy {m['recurrent_test_accuracy']:.4f}"
+        print(f"  the {r['cell']} blended with the bag-of-words baseline (weights "
+              f"{m['recurrent_weight']:g} and {m['ngram_weight']:g}, chosen on validation); the "
+              f"{r['cell']} alone: valid accuracy {m['recurrent_valid_accuracy']:.4f}{alone} "
+              "(--no-blend keeps it alone)")
     if b is not None and b.get("test_accuracy") is not None:
         verdict = "beats" if r["test_accuracy"] > b["test_accuracy"] else "does not beat"
         print(f"the model {verdict} the bag-of-words baseline's test accuracy "
@@ -291,16 +366,13 @@ def _summary(r, train_seconds):
 
 
 def evaluate(args):
-    from ..text.batching import batches
-    from ..training import evaluate as evaluate_model
-
     model = c.load_model(args, "sentiment")
     meta, vocab = model.meta, _checks.check_meta(model, args.model, "sentiment")
+    partner = _blend.load(args.model, model, args) if args.blend else None
     sets = [(where, texts, sd.label_ids(labels, meta["classes"], "--data", where))
             for where, texts, labels in sd.read_sets(args.data, args, "test", "--data")]
-    result = sd.evaluate_sets(model, sets, meta, vocab, evaluate_model, lambda seqs, y: batches(
-        seqs, y, args.batch_size, shuffle=False, max_len=meta["max_len"],
-        truncate=meta["truncate"]))
+    result = _evaluate_sets(model, partner, sets, meta, vocab, args.batch_size)
+    result["blended"] = partner is not None
     parts = result.pop("parts")
     if len(parts) > 1:
         result["parts"] = parts
@@ -313,4 +385,8 @@ def evaluate(args):
     if len(parts) > 1:
         print(f"accuracy {result['accuracy']:.4f}  loss {result['loss']:.4f}  "
               f"({result['size']} texts, all)")
+    if partner is not None:
+        print(f"(the {model.config['cell']} blended with its bag-of-n-grams model; alone: "
+              f"accuracy {result['recurrent_accuracy']:.4f}, loss "
+              f"{result['recurrent_loss']:.4f}; --no-blend for it alone)")
     return 0

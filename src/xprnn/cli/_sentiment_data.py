@@ -13,7 +13,7 @@ import numpy as np
 from . import _checks
 from ._common import CLIError
 
-__all__ = ["add_csv_options", "read_sets", "read_labelled", "evaluate_sets", "label_ids",
+__all__ = ["add_csv_options", "read_sets", "read_labelled", "label_ids",
            "tokenize", "word_rule", "encode", "subset", "encoding", "as_list", "IMDB_CLASSES"]
 
 IMDB_CLASSES = ("negative", "positive")  # aclImdb's neg/pos folders, named as in the sample
@@ -159,19 +159,6 @@ def read_labelled(paths, args, split, option):
         texts += t
         labels += y
     return texts, labels
-
-
-def evaluate_sets(model, sets, meta, vocab, evaluate, make_batches):
-    """``{"size", "accuracy", "loss", "parts"}`` over ``sets`` ``[(argument, texts, ids)]``:
-    each argument evaluated alone (``parts``), and all of them weighted by size."""
-    parts = []
-    for where, texts, y in sets:
-        m = evaluate(model, make_batches(encode(tokenize(texts, meta), vocab), y))
-        parts.append({"data": where, "size": len(texts), "accuracy": m["accuracy"],
-                      "loss": m["loss"]})
-    n = sum(p["size"] for p in parts)
-    return {"size": n, "accuracy": sum(p["accuracy"] * p["size"] for p in parts) / n,
-            "loss": sum(p["loss"] * p["size"] for p in parts) / n, "parts": parts}
 
 
 def label_ids(labels, classes, option, where):

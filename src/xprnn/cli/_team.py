@@ -1,5 +1,5 @@
 """The command line under ``mpiexec``: the data-parallel team of this process, ending the whole
-job on an error in one process, and sharded evaluation."""
+job on an error in one process."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 
 from ._common import CLIError
 
-__all__ = ["current", "follower", "end_job", "evaluate_all"]
+__all__ = ["current", "follower", "end_job"]
 
 
 _TEAM = []  # the DataParallel of this process once asked (None in a single process)
@@ -51,11 +51,3 @@ def end_job(error):
               file=sys.stderr, flush=True)
         time.sleep(0.5)  # let the launcher forward the messages before the job is torn down
         team.comm.Abort(error.code)
-
-
-def evaluate_all(model, batches):
-    """:func:`xprnn.training.evaluate`, sharded over the processes under ``mpiexec``."""
-    from ..training import evaluate
-
-    team = current()
-    return evaluate(model, batches) if team is None else team.evaluate(model, batches)

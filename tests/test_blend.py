@@ -1,0 +1,153 @@
+"""The saved classifier of ``sentiment train``: the recurrent model blended with the
+bag-of-n-grams baseline (``cli/_blend.py``): the blend against its definition in probability
+space, the weights against a brute-force search, and the life of the partner on disk (written
+with the model, removed with a new run, refused clearly when damaged, ignored by --no-blend)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.test_cli import TINY, _json_lines, _reviews, _run, _write_csv
+from xprnn.cli import _blend
+
+
+@pytest.fixture(autouse=True)
+def _numpy_only(backend):
+    if backend != "numpy":
+        pytest.skip("host maths and the command line: runs under --backend numpy")
+
+
+def _log_p(rng, n, c, scale):
+    z = rng.standard_normal((n, c)) * scale
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def test_mix_is_the_normalised_product_of_powers():
+    rng = np.random.default_rng(0)
+    lp, lq = _log_p(rng, 7, 3, 2.0), _log_p(rng, 7, 3, 1.0)
+    for a, b in ((0.0, 1.0), (0.3, 1.7), (2.0, 0.0), (1.0, 1.0)):
+        want = np.exp(lp) ** a * np.exp(lq) ** b
+        want /= want.sum(axis=1, keepdims=True)
+        assert np.allclose(np.exp(_blend.mix(lp, lq, a, b)), want, rtol=1e-12, atol=0)
+
+
+def test_choose_finds_the_brute_force_minimum():
+    rng = np.random.default_rng(1)
+    n = 60
+    y = rng.integers(0, 2, size=n)
+    # two noisy experts: each right about 70% of the time, over- and under-confident
+    lp = np.where(np.eye(2)[y] == 1, 1.0, -1.0) * np.where(rng.random(n) < 0.7, 1, -1)[:, None]
+    lq = np.where(np.eye(2)[y] == 1, 1.0, -1.0) * np.where(rng.random(n) < 0.7, 1, -1)[:, None]
+    lp, lq = _blend.log_softmax(3.0 * lp), _blend.log_softmax(0.2 * lq)
+
+    def nll(a, b):
+        return -np.mean(_blend.mix(lp, lq, a, b)[np.arange(n), y])
+
+    a, b = _blend.choose(lp, lq, y)
+    grid = np.arange(0.0, 4.0001, 0.02)
+    brute = min(nll(s, t) for s in grid for t in grid)
+    assert nll(a, b) <= brute + 1e-12
+    assert 0 <= a <= 4 and 0 <= b <= 4 and b > a  # the calm expert is trusted more
+
+
+def test_choose_gives_no_weight_to_a_model_that_knows_nothing():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 3, size=40)
+    flat = np.full((40, 3), -np.log(3.0))  # uniform: any weight gives the same blend
+    lq = _blend.log_softmax(np.eye(3)[y] * 2.0 + rng.standard_normal((40, 3)) * 0.1)
+    a, b = _blend.choose(flat, lq, y)
+    assert a == 0.0 and b > 1.0  # ties go to the smaller weight; a sure expert is sharpened
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def data(tmp_path):
+    return (_write_csv(tmp_path / "train.csv", _reviews(200, 0)),
+            _write_csv(tmp_path / "test.csv", _reviews(60, 1)))
+
+
+def _train(capsys, data, out, *extra):
+    code, stdout, err = _run(capsys, "sentiment", "train", "--data", data[0], "--test", data[1],
+                             "--out", out, "--json", *TINY, *extra)
+    assert code == 0, err
+    (r,) = _json_lines(stdout)
+    return r
+
+
+def test_blend_on_validation_and_its_numbers(tmp_path, data, capsys):
+    out = tmp_path / "m"
+    r = _train(capsys, data, out)
+    m = r["blend"]
+    assert set(m) == {"recurrent_weight", "ngram_weight", "valid_accuracy", "valid_loss",
+                      "recurrent_valid_accuracy", "recurrent_test_accuracy",
+                      "recurrent_test_loss"}
+    assert (out / "ngrams" / "model.safetensors").is_file()
+    # eval scores the blend by default and the GRU alone with --no-blend: train's own numbers
+    code, stdout, _ = _run(capsys, "sentiment", "eval", "--model", out, "--data", data[1],
+                           "--json")
+    (e,) = _json_lines(stdout)
+    assert code == 0 and e["blended"] and e["accuracy"] == r["test_accuracy"]
+    assert e["recurrent_accuracy"] == m["recurrent_test_accuracy"]
+    code, stdout, _ = _run(capsys, "sentiment", "eval", "--model", out, "--data", data[1],
+                           "--json", "--no-blend")
+    (e,) = _json_lines(stdout)
+    assert not e["blended"] and e["accuracy"] == m["recurrent_test_accuracy"]
+    assert e["loss"] == pytest.approx(m["recurrent_test_loss"], rel=1e-12)
+    # the console says what the saved model is
+    code, stdout, _ = _run(capsys, "sentiment", "train", "--data", data[0], "--test", data[1],
+                           "--out", out, "--force", *TINY)
+    assert code == 0 and "the gru blended with the bag-of-words baseline (weights" in stdout
+    assert "(--no-blend keeps it alone)" in stdout
+
+
+@pytest.mark.parametrize("extra, said", [
+    (["--no-blend"], None), (["--no-baseline"], None),
+    (["--valid-fraction", "0"], "not blended with the baseline: choosing the blend needs "
+                                "validation rows")])
+def test_a_new_run_without_a_blend_removes_the_old_partner(tmp_path, data, capsys, extra, said):
+    out = tmp_path / "m"
+    _train(capsys, data, out)
+    assert (out / "ngrams").is_dir()
+    code, stdout, err = _run(capsys, "sentiment", "train", "--data", data[0], "--test", data[1],
+                             "--out", out, "--force", *TINY, *extra)
+    assert code == 0, err
+    assert not (out / "ngrams").exists()  # it belonged to the model this run replaced
+    assert (said in stdout) if said else "blended" not in stdout
+    code, stdout, _ = _run(capsys, "sentiment", "eval", "--model", out, "--data", data[1],
+                           "--json")
+    assert code == 0 and not json.loads(stdout)["blended"]
+
+
+def test_a_damaged_partner_is_a_clear_error_and_no_blend_still_works(tmp_path, data, capsys):
+    out = tmp_path / "m"
+    _train(capsys, data, out)
+    (out / "ngrams" / "model.safetensors").write_bytes(b"\0" * 100)
+    for command in (["eval", "--data", data[1]], ["predict", "a great film"]):
+        code, _, err = _run(capsys, "sentiment", command[0], "--model", out, *command[1:])
+        assert code == 2 and err.startswith(f"xprnn: error: --model {out}: its n-gram model "
+                                             f"{out / 'ngrams'}: ")
+        assert "--no-blend uses the recurrent model alone" in err and "Traceback" not in err
+        code, stdout, err = _run(capsys, "sentiment", command[0], "--model", out,
+                                 *command[1:], "--no-blend")
+        assert code == 0 and stdout, err
+
+
+def test_a_partner_whose_table_does_not_fit_its_weights_is_refused(tmp_path, data, capsys):
+    from xprnn.checkpoint import load, save
+
+    out = tmp_path / "m"
+    _train(capsys, data, out)
+    bow = load(out / "ngrams")
+    bow.meta["ngrams"] = bow.meta["ngrams"][:-1]
+    save(bow, out / "ngrams")
+    code, _, err = _run(capsys, "sentiment", "eval", "--model", out, "--data", data[1])
+    assert code == 2 and "do not fit its weights" in err
+    bow.meta = {**bow.meta, "weights": [1.0, -1.0]}
+    save(bow, out / "ngrams")
+    code, _, err = _run(capsys, "sentiment", "eval", "--model", out, "--data", data[1])
+    assert code == 2 and "two non-negative weights" in err
