@@ -151,3 +151,47 @@ def test_a_partner_whose_table_does_not_fit_its_weights_is_refused(tmp_path, dat
     save(bow, out / "ngrams")
     code, _, err = _run(capsys, "sentiment", "eval", "--model", out, "--data", data[1])
     assert code == 2 and "two non-negative weights" in err
+
+
+def _full_disk_on(monkeypatch, part):
+    """Every safetensors write under a path containing ``part`` fails as on a full disk."""
+    import errno
+
+    from xprnn.checkpoint import _io
+
+    real = _io.write_safetensors
+
+    def write(tensors, path, metadata):
+        if part in str(path):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(tensors, path, metadata)
+
+    monkeypatch.setattr("xprnn.checkpoint.write_safetensors", write)
+
+
+def test_a_partner_that_cannot_be_saved_leaves_the_model_alone_and_says_so(tmp_path, data,
+                                                                          capsys, monkeypatch):
+    out = tmp_path / "m"
+    (out / "ngrams").mkdir(parents=True)
+    (out / "ngrams" / "stale.txt").write_text("from an earlier run")
+    _full_disk_on(monkeypatch, "ngrams")
+    code, _, err = _run(capsys, "sentiment", "train", "--data", data[0], "--out", out, *TINY)
+    assert code == 1 and "Traceback" not in err
+    assert err.startswith(f"xprnn: error: --out {out}: the bag-of-words model to blend with "
+                          f"cannot be saved in {out / 'ngrams'} (No space left on device); ")
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.json", "history.json", "learning_curve.png", "model.safetensors",
+        "training_state.safetensors"]  # the GRU whole, no partner, no temporary file
+    code, stdout, _ = _run(capsys, "sentiment", "eval", "--model", out, "--data", data[1],
+                           "--json")
+    assert code == 0 and not json.loads(stdout)["blended"]
+
+
+def test_a_model_that_cannot_be_saved_is_a_clear_error(tmp_path, data, capsys, monkeypatch):
+    out = tmp_path / "m"
+    _full_disk_on(monkeypatch, "model.safetensors")
+    code, _, err = _run(capsys, "sentiment", "train", "--data", data[0], "--out", out, *TINY)
+    assert code == 1 and "Traceback" not in err
+    assert err.startswith(f"xprnn: error: --out {out}: cannot save there (No space left on "
+                          "device: ")
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]

@@ -170,7 +170,11 @@ def save(out, partner):
 
 def remove(out):
     """Remove a partner left in ``out`` by an earlier run: it belongs to another model."""
-    shutil.rmtree(Path(out) / PARTNER, ignore_errors=True)
+    path = Path(out) / PARTNER
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def load(model_dir, model, args):

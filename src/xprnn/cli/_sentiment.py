@@ -253,7 +253,15 @@ def train(args):
         partner, blend = _blend_with(model, bow, [tokens[i] for i in va], y[va], meta, vocab,
                                      args)
         if me is None or me.rank == 0:
-            _blend.save(out, partner)
+            try:
+                _blend.save(out, partner)
+            except (OSError, ValueError) as e:
+                _blend.remove(out)  # no half of a partner: the model stays whole, alone
+                why = getattr(e, "strerror", None) or e
+                raise CLIError(f"--out {out}: the bag-of-words model to blend with cannot be "
+                               f"saved in {out / _blend.PARTNER} ({why}); {out} holds the "
+                               f"{args.cell} alone (eval and predict use it so)",
+                               code=1) from None
     elif bow and args.blend and not args.json:
         say("not blended with the baseline: choosing the blend needs validation rows "
             "(--valid-fraction 0 leaves none)")

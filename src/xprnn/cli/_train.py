@@ -200,13 +200,27 @@ def train_and_save(model, train_b, valid_b, args, out, options, say, title, lr_s
             f"--resume {out}", e.history, e.saved, e.epoch, e.batch) from None
     except ResumeError as e:  # a training state that does not fit (checked before any change)
         raise CLIError(f"--resume {args.resume}: {e}") from None
+    except OSError as e:  # a full disk, say, under an epoch's checkpoint or training state
+        raise CLIError(save_failed(out, e), code=1) from None
     seconds = time.perf_counter() - t0
     curve = None
     if lead:
-        model.save(out)
+        try:
+            model.save(out)
+        except OSError as e:
+            raise CLIError(save_failed(out, e), code=1) from None
         curve = next((p for p in write_history(out, history, options, title)
                       if p.suffix == ".png"), None)
     return history, seconds, curve
+
+
+def save_failed(out, error):
+    """The message for a model or state that could not be written to ``out``: every write is
+    atomic, so what was there before is whole."""
+    where = getattr(error, "filename", None)
+    return (f"--out {out}: cannot save there ({error.strerror or error}"
+            + (f": {where}" if where else "") + f"); what {out} held before this write is kept "
+            "whole (every file is replaced atomically)")
 
 
 def diverged_message(history, args, out, kept):
