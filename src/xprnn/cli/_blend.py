@@ -100,12 +100,7 @@ def _by_length(lengths, batch_size):
 def _logits(model, x, lengths):
     from ..backend import to_numpy
 
-    mode = model.training
-    model.eval()
-    try:
-        return to_numpy(model.forward(x, lengths, keep=False)[0])
-    finally:
-        model.train(mode)
+    return to_numpy(model.predict_logits(x, lengths))
 
 
 def recurrent_rows(model, meta, vocab, token_lists, batch_size, f):

@@ -77,14 +77,18 @@ class Classifying:
         loss, dlogits = softmax_cross_entropy(logits, ids_on(self, labels, "labels"))
         return loss, self.backward(cache, dlogits), logits
 
-    def predict_proba(self, ids, lengths):
-        """Class probabilities ``(B, num_classes)`` in evaluation mode."""
+    def predict_logits(self, ids, lengths):
+        """Class logits ``(B, num_classes)`` in evaluation mode (no dropout, no cache)."""
         mode = self.training
         self.eval()
         try:
-            return softmax(self.forward(ids, lengths, keep=False)[0])
+            return self.forward(ids, lengths, keep=False)[0]
         finally:
             self.train(mode)
+
+    def predict_proba(self, ids, lengths):
+        """Class probabilities ``(B, num_classes)`` in evaluation mode."""
+        return softmax(self.predict_logits(ids, lengths))
 
     def train_batch(self, batch, carry=None):
         loss, grads, _ = self.loss(*batch)
