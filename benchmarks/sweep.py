@@ -48,6 +48,7 @@ CONFIGS = {
                   "--patience", "3"],
     "lstm": ["--cell", "lstm", "--epochs", "10", "--patience", "3"],
     "gru-lr5e-3": ["--lr", "5e-3", "--epochs", "10", "--patience", "3"],
+    "gru128": ["--hidden", "128", "--embedding-dim", "128", "--epochs", "10", "--patience", "3"],
 }
 
 

@@ -68,6 +68,10 @@ def add_parser(sub):
                    help="passes over the training text (default: 10; with --resume, the "
                         "run's own total)")
     o.add_argument("--lr", type=c.positive_float, default=2e-3, help="learning rate")
+    o.add_argument("--sampled-softmax", type=c.positive_int, default=None, metavar="S",
+                   help="train with a sampled softmax over S candidate words per step instead "
+                        "of the whole vocabulary (word level; e.g. 512 of 20,000 words: several "
+                        "times faster); validation uses the full softmax")
     o.add_argument("--optimizer", choices=("adam", "adamw", "sgd", "adagrad"), default="adam",
                    help="update rule")
     o.add_argument("--clip", type=c.nonneg_float, default=5.0, metavar="NORM",
@@ -208,6 +212,11 @@ def train(args):
     except (ValueError, TypeError) as e:
         raise CLIError(str(e).replace("embedding_dim", "--embedding-dim")
                        .replace("hidden_size", "--hidden")) from None
+    samples = getattr(args, "sampled_softmax", None)  # None in runs saved before the option
+    if samples is not None and samples >= len(vocab):
+        raise CLIError(f"--sampled-softmax {samples}: must be below the vocabulary size "
+                       f"({len(vocab)}); without it the softmax is over the whole vocabulary")
+    model.softmax_samples = samples
     options = {k: v for k, v in vars(args).items() if k != "run"}
     model.meta = {"task": "lm", "tokenizer": tokenizer, "vocab": vocab.to_dict(),
                   "seq_len": args.seq_len, "options": options}

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..backend import to_numpy
 from ..nn import Linear, dropout, dropout_backward, linear, linear_backward, softmax_cross_entropy
+from ..nn.sampled_softmax import draw, log_uniform_log_count, sampled_softmax_cross_entropy
 from ..nn import shapes as _shapes
 from .base import ModelCache, RNNModel, ids_on
 from .sampling import sample_next
@@ -74,9 +75,8 @@ class LanguageModel(RNNModel):
     def _decoder_weight(self):
         return self.embedding.params["weight"] if self.tie_weights else self.fc.params["weight"]
 
-    def forward(self, ids, state=None, *, keep=True):
-        """``logits (B, T, V), state, cache`` for ids ``(B, T)``; ``state`` carries over chunks;
-        ``keep=False`` (evaluation, generation) keeps no cache for backward."""
+    def _features(self, ids, state, keep):
+        """The decoder's input ``out (B, T, H)``, the new state and what backward needs."""
         ids = ids_on(self, ids)
         xp = self.xp
         if ids.ndim != 2:
@@ -84,17 +84,11 @@ class LanguageModel(RNNModel):
         e, e_cache = self._embed(ids, xp)
         out, state, r_cache = self.rnn.forward(e, state, keep=keep)
         out, o_mask = dropout(out, self.p_drop, self.rng, xp=xp, training=self.training)
-        logits = linear(out, self._decoder_weight(), self.fc.params["bias"], xp=xp)
-        cache = ModelCache(weakref.ref(self), tuple(logits.shape),
-                           (e_cache, r_cache, o_mask, out)) if keep else None
-        return logits, state, cache
+        return out, state, (e_cache, r_cache, o_mask, out)
 
-    def backward(self, cache, dlogits):
-        """Gradients of every parameter given ``dlogits (B, T, V)``; a clear error for a cache
-        from another model or ``keep=False``, or a wrong shape."""
-        e_cache, r_cache, o_mask, out = self._parts(cache, dlogits)
-        xp = self.xp
-        d_out, dW, db = linear_backward(dlogits, out, self._decoder_weight(), True, xp=xp)
+    def _features_backward(self, parts, d_out, dW, db):
+        """Every parameter's gradient from the decoder's: ``d_out``, ``dW``, ``db``."""
+        e_cache, r_cache, o_mask, _ = parts
         grads = {"fc.bias": db}
         d_out = dropout_backward(d_out, o_mask)
         de, _, g = self.rnn.backward(r_cache, d_out)
@@ -106,12 +100,53 @@ class LanguageModel(RNNModel):
             grads["fc.weight"] = dW
         return {k: grads[k] for k in self.state_dict()}
 
+    def forward(self, ids, state=None, *, keep=True):
+        """``logits (B, T, V), state, cache`` for ids ``(B, T)``; ``state`` carries over chunks;
+        ``keep=False`` (evaluation, generation) keeps no cache for backward."""
+        out, state, parts = self._features(ids, state, keep)
+        logits = linear(out, self._decoder_weight(), self.fc.params["bias"], xp=self.xp)
+        cache = ModelCache(weakref.ref(self), tuple(logits.shape), parts) if keep else None
+        return logits, state, cache
+
+    def backward(self, cache, dlogits):
+        """Gradients of every parameter given ``dlogits (B, T, V)``; a clear error for a cache
+        from another model or ``keep=False``, or a wrong shape."""
+        parts = self._parts(cache, dlogits)
+        d_out, dW, db = linear_backward(dlogits, parts[3], self._decoder_weight(), True,
+                                        xp=self.xp)
+        return self._features_backward(parts, d_out, dW, db)
+
     def loss(self, inputs, targets, state=None):
         """``(loss, grads, state)`` for one chunk; feed ``state`` to the next chunk (truncated
-        BPTT: gradients stop at the chunk boundary)."""
+        BPTT: gradients stop at the chunk boundary). With :attr:`softmax_samples` set, the loss
+        and gradients are the sampled softmax's (:mod:`xprnn.nn.sampled_softmax`)."""
+        if self.softmax_samples:
+            return self._sampled_loss(inputs, targets, state, self.softmax_samples)
         logits, state, cache = self.forward(inputs, state)
         loss, dlogits = softmax_cross_entropy(logits, ids_on(self, targets, "targets"))
         return loss, self.backward(cache, dlogits), state
+
+    #: Train with a sampled softmax over this many candidate words per step (None: the full
+    #: softmax). Evaluation (:meth:`eval_batch`) always uses the full softmax.
+    softmax_samples = None
+
+    def _sampled_loss(self, inputs, targets, state, num_sampled):
+        xp = self.xp
+        out, state, parts = self._features(inputs, state, True)
+        B, T, H = out.shape
+        V = self.config["vocab_size"]
+        if not 1 <= num_sampled < V:
+            raise ValueError(f"softmax_samples must lie in [1, {V}) for {V} words, got "
+                             f"{num_sampled}")
+        t = xp.reshape(ids_on(self, targets, "targets"), (B * T,))
+        # the candidates come from the model's own generator (the dropout masks' one, on its
+        # host stream), so a training state saves their position too
+        sampled, log_count_s = draw(V, num_sampled, self.rng, out.dtype, xp=xp,
+                                    device=self.device)
+        loss, dh, dW, db = sampled_softmax_cross_entropy(
+            xp.reshape(out, (B * T, H)), self._decoder_weight(), self.fc.params["bias"], t,
+            sampled, log_uniform_log_count(t, V, num_sampled, out.dtype, xp=xp), log_count_s)
+        return loss, self._features_backward(parts, xp.reshape(dh, (B, T, H)), dW, db), state
 
     def generate(self, prompt_ids, max_new_tokens, temperature=1.0, top_k=None, greedy=False,
                  seed=None):

@@ -10,10 +10,11 @@ from .losses import log_softmax, mse_loss, softmax, softmax_cross_entropy
 from .module import Module
 from .rnn import GRU, LSTM, RNN
 from .rnn_cell import GRUCell, LSTMCell, RecurrentCell, RNNCell
+from .sampled_softmax import sampled_softmax_cross_entropy
 
 __all__ = [
     "Module", "Recurrent", "RNN", "LSTM", "GRU", "RecurrentCell", "RNNCell", "LSTMCell", "GRUCell",
     "Linear", "Embedding", "Dropout",
     "linear", "linear_backward", "dropout", "dropout_backward",
-    "softmax", "log_softmax", "softmax_cross_entropy", "mse_loss",
+    "softmax", "log_softmax", "softmax_cross_entropy", "sampled_softmax_cross_entropy", "mse_loss",
 ]
