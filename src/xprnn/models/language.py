@@ -10,8 +10,8 @@ import numpy as np
 
 from ..backend import to_numpy
 from ..nn import Linear, dropout, dropout_backward, linear, linear_backward, softmax_cross_entropy
-from ..nn.sampled_softmax import draw, log_uniform_log_count, sampled_softmax_cross_entropy
 from ..nn import shapes as _shapes
+from ..nn.sampled_softmax import draw, log_uniform_log_count, sampled_softmax_cross_entropy
 from .base import ModelCache, RNNModel, ids_on
 from .sampling import sample_next
 
