@@ -31,6 +31,14 @@ class LanguageModel(RNNModel):
     recurrent_dropout, zoneout : as for :class:`xprnn.nn.layer.Recurrent` (keywords).
     dtype, device, xp, seed : as for :class:`xprnn.RNN`.
 
+    Attributes
+    ----------
+    softmax_samples : int or None
+        Train with a sampled softmax over this many candidate words per step
+        (:mod:`xprnn.nn.sampled_softmax`), ``None`` (default) for the full softmax; evaluation
+        and generation always use the full softmax. Not part of the architecture: set it on a
+        built or loaded model.
+
     Notes
     -----
     A batch for :func:`xprnn.fit` is ``(inputs (B, T), targets (B, T))``; batches are taken in
@@ -38,6 +46,7 @@ class LanguageModel(RNNModel):
     """
 
     selection = ("loss", "min")
+    softmax_samples = None
 
     def __init__(self, vocab_size, embedding_dim, hidden_size, cell="lstm", num_layers=1,
                  dropout=0.0, tie_weights=False, **kw):
@@ -118,17 +127,13 @@ class LanguageModel(RNNModel):
 
     def loss(self, inputs, targets, state=None):
         """``(loss, grads, state)`` for one chunk; feed ``state`` to the next chunk (truncated
-        BPTT: gradients stop at the chunk boundary). With :attr:`softmax_samples` set, the loss
+        BPTT: gradients stop at the chunk boundary). With ``softmax_samples`` set, the loss
         and gradients are the sampled softmax's (:mod:`xprnn.nn.sampled_softmax`)."""
         if self.softmax_samples:
             return self._sampled_loss(inputs, targets, state, self.softmax_samples)
         logits, state, cache = self.forward(inputs, state)
         loss, dlogits = softmax_cross_entropy(logits, ids_on(self, targets, "targets"))
         return loss, self.backward(cache, dlogits), state
-
-    #: Train with a sampled softmax over this many candidate words per step (None: the full
-    #: softmax). Evaluation (:meth:`eval_batch`) always uses the full softmax.
-    softmax_samples = None
 
     def _sampled_loss(self, inputs, targets, state, num_sampled):
         xp = self.xp
