@@ -20,7 +20,8 @@ MIN_DF = 2  # an n-gram seen in one training text only cannot generalise
 def add_option(parser):
     parser.add_argument("--no-baseline", dest="baseline", action="store_false",
                         help="skip the bag-of-words logistic regression that is otherwise "
-                             "trained on the same split and reported beside the model")
+                             "trained on the same split, reported beside the model and blended "
+                             "with it (so: no blend either)")
 
 
 def fit_and_test(tokens, y, tr, va, tests, num_classes, args, xp, device):
