@@ -6,8 +6,12 @@ from ``../shared/data``. The BLAS variables that slow a current NumPy on this ma
 for the child processes (PERF-NOTES.md).
 
     python benchmarks/results.py [--only imdb-bigru|imdb-rnn|imdb-bigru-rd0|imdb-bigru-rd25|
-                                         imdb-bigru-unicode|imdb-blend|
+                                         imdb-bigru-unicode|imdb-blend|imdb-lm-ss|
+                                         imdb-lm-eq|imdb-ft-eq|
                                          shakespeare-char|shakespeare-char-384] [--data DIR]
+
+The language models (``imdb-lm-*``) read ``runs/pretrain/imdb_train_texts.txt``, the 25,000 IMDB
+training reviews one per line (labels unused), written from the data set on first use.
 """
 
 from __future__ import annotations
@@ -21,6 +25,33 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+TEXTS = "runs/pretrain/imdb_train_texts.txt"  # unlabelled text for the language models
+# imdb-lm-eq then imdb-ft-eq: minutes of training each, chosen so that the two commands
+# together take the wall time of imdb-blend (without pretraining) on the same machine
+EQ_LM_MINUTES, EQ_FT_MINUTES = 4, 2.5
+
+
+def write_texts(imdb, path):
+    """The IMDB training reviews, one per line (line breaks in the HTML become spaces)."""
+    import re
+
+    from xprnn.text.readers import read_imdb
+
+    texts, _ = read_imdb(imdb, "train")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(re.sub(r"<br\s*/?>", " ", t).replace("\n", " ") for t in texts),
+                   encoding="utf-8")
+    tmp.replace(path)
+
+
+def _word_lm(minutes, epochs, out):
+    """A word-level GRU language model over the IMDB training reviews, with a sampled softmax."""
+    return ["lm", "train", "--text", TEXTS, "--level", "word", "--tokenizer", "unicode",
+            "--cell", "gru", "--hidden", "128", "--embedding-dim", "128", "--layers", "1",
+            "--max-vocab", "20000", "--min-freq", "2", "--seq-len", "35", "--batch-size", "32",
+            "--lr", "3e-3", "--epochs", str(epochs), "--max-minutes", str(minutes),
+            "--valid-fraction", "0.01", "--sampled-softmax", "512", "--out", out]
 
 
 def _bigru_3_epochs(imdb, text):
@@ -55,6 +86,18 @@ def runs(data):
         # the bag-of-words baseline (the default since the blend came)
         "imdb-blend": [*_bigru_3_epochs(imdb, text), "--tokenizer", "unicode",
                        "--out", "runs/imdb-blend", *common],
+        # pretraining (issue 16): the language model the sweep's "pretrained" configuration
+        # fine-tunes (15 minutes, one core in docs/results.md)
+        "imdb-lm-ss": [*_word_lm(15, 3, "runs/pretrain/lm-ss"), *common],
+        # IMDB with pretraining at the total time imdb-blend takes: a language model, then a
+        # GRU fine-tuned from it and blended (the two run one after the other)
+        "imdb-lm-eq": [*_word_lm(EQ_LM_MINUTES, 2, "runs/pretrain/lm-eq"), *common],
+        "imdb-ft-eq": ["sentiment", "train", "--data", imdb, "--test", imdb,
+                       "--init-from", "runs/pretrain/lm-eq", "--pooling", "max", "--dropout",
+                       "0.5", "--max-len", "400", "--truncate", "both", "--batch-size", "64",
+                       "--clip", "5", "--valid-fraction", "0.04", "--epochs", "10",
+                       "--optimizer", "adamw", "--lr", "2e-3", "--max-minutes", str(EQ_FT_MINUTES),
+                       "--out", "runs/imdb-ft-eq", *common],
         # target: the notebook's plain tanh RNN at >= 80%
         "imdb-rnn": ["sentiment", "train", "--data", imdb, "--test", imdb, "--cell", "rnn",
                      "--bidirectional", "--pooling", "max", "--embedding-dim", "128",
@@ -90,9 +133,13 @@ def main(argv=None):
     todo = runs(args.data)
     for name in args.only or list(todo):
         cmd = ["xprnn", *todo[name]]
+        if TEXTS in cmd and not (REPO / TEXTS).is_file():
+            write_texts(args.data / "imdb" / "aclImdb_v1_train_test_text.tar.gz", REPO / TEXTS)
         print("$", " ".join(cmd), flush=True)
         t0 = time.perf_counter()
-        out = subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True, text=True)
+        out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+        if out.returncode != 0:  # say why (e.g. an earlier run's --out) and stop
+            sys.exit(f"results: {name} failed (exit {out.returncode}):\n{out.stderr[-2000:]}")
         metrics = json.loads(out.stdout.strip().splitlines()[-1])
         metrics.update(run=name, wall_seconds=round(time.perf_counter() - t0, 1))
         print(json.dumps(metrics), flush=True)

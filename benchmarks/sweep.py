@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+LM = REPO / "runs" / "pretrain" / "lm-ss"  # the "pretrained" configuration's language model
 
 SETS = {"imdb-2k": (2000, None), "imdb-10k": (10000, None), "imdb-25k": (25000, None),
         "first30-2k": (2000, "first30"), "first30-10k": (10000, "first30"),
@@ -49,6 +50,9 @@ CONFIGS = {
     "lstm": ["--cell", "lstm", "--epochs", "10", "--patience", "3"],
     "gru-lr5e-3": ["--lr", "5e-3", "--epochs", "10", "--patience", "3"],
     "gru128": ["--hidden", "128", "--embedding-dim", "128", "--epochs", "10", "--patience", "3"],
+    # fine-tuned from a language model of the 25,000 IMDB training reviews (unlabelled; the
+    # test reviews are not among them): `python benchmarks/results.py --only imdb-lm-ss`
+    "pretrained": ["--init-from", str(LM), "--epochs", "10", "--patience", "3"],
 }
 
 
@@ -150,6 +154,9 @@ def main(argv=None):
     if not args.table:
         if not args.data.is_dir():
             sys.exit(f"sweep: data sets not found at {args.data} (give --data DIR)")
+        if "pretrained" in args.configs and not (LM / "model.safetensors").is_file():
+            sys.exit(f"sweep: the pretrained configuration starts from the language model in "
+                     f"{LM}; make it first: python benchmarks/results.py --only imdb-lm-ss")
         paths = make_sets(args.sets, args.data, args.work, args.test_size)
         for s in args.sets:
             for c in args.configs:
