@@ -39,7 +39,7 @@ SETS = {"imdb-2k": (2000, None), "imdb-10k": (10000, None), "imdb-25k": (25000, 
         "first30-2k": (2000, "first30"), "first30-10k": (10000, "first30"),
         "sentence-2k": (2000, "sentence")}
 
-COMMON = ["--seed", "0", "--no-progress", "--json", "--valid-fraction", "0.1"]
+COMMON = ["--no-progress", "--json", "--valid-fraction", "0.1"]
 CONFIGS = {
     # the CLI's defaults as they are
     "default": [],
@@ -95,10 +95,15 @@ def make_sets(names, data, work, test_size):
     return paths
 
 
-def run(name, config, paths, work):
-    out = work / "models" / f"{name}-{config}"
-    cmd = [sys.executable, "-m", "xprnn", "sentiment", "train", "--data", str(paths[0]),
-           "--test", str(paths[1]), *CONFIGS[config], *COMMON, "--out", str(out), "--force"]
+def command(config, paths, seed, out):
+    """The ``xprnn`` arguments of one run (``paths``: its train and test CSV)."""
+    return ["sentiment", "train", "--data", str(paths[0]), "--test", str(paths[1]),
+            *CONFIGS[config], *COMMON, "--seed", str(seed), "--out", str(out), "--force"]
+
+
+def run(name, config, paths, work, seed=0):
+    out = work / "models" / (f"{name}-{config}" + (f"-seed{seed}" if seed else ""))
+    cmd = [sys.executable, "-m", "xprnn", *command(config, paths, seed, out)]
     env = {k: v for k, v in os.environ.items()
            if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
     env["OPENBLAS_NUM_THREADS"] = "1"
@@ -106,7 +111,7 @@ def run(name, config, paths, work):
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     m = json.loads(r.stdout.strip().splitlines()[-1])
     blend = m.get("blend")
-    return {"set": name, "config": config, "args": CONFIGS[config],
+    return {"set": name, "config": config, "args": CONFIGS[config], "seed": seed,
             "test_accuracy": m["test_accuracy"], "baseline": m["baseline"]["test_accuracy"],
             # the recurrent model alone, when the saved classifier is its blend with the baseline
             "recurrent": blend["recurrent_test_accuracy"] if blend else m["test_accuracy"],
@@ -115,10 +120,15 @@ def run(name, config, paths, work):
             "best_epoch": m["best_epoch"], "seconds": round(time.perf_counter() - t0, 1)}
 
 
-def table(records):
+def _seed(record):
+    return record.get("seed", 0)  # the first sweeps ran seed 0 only and did not record it
+
+
+def table(records, seed=0):
     """Markdown: one row per data set, the baseline then each configuration (test accuracy of
     the saved classifier, bold where it beats the baseline; with the recurrent model alone in
-    brackets when the classifier blends it with the baseline)."""
+    brackets when the classifier blends it with the baseline), for the runs with ``seed``."""
+    records = [r for r in records if _seed(r) == seed]
     sets = list(dict.fromkeys(r["set"] for r in records))
     configs = list(dict.fromkeys(r["config"] for r in records))
     by = {(r["set"], r["config"]): r for r in records}
@@ -140,6 +150,33 @@ def table(records):
     return "\n".join(lines)
 
 
+def seeds_table(records):
+    """Markdown, for each data set and configuration run with several seeds (each seed draws
+    its own validation split, so the baseline changes too): the mean test accuracy of the
+    baseline and of the saved classifier, the mean difference and its range in points, and on
+    how many seeds the classifier beat the baseline. Empty when nothing ran with two seeds."""
+    groups = {}
+    for r in records:
+        groups.setdefault((r["set"], r["config"]), {})[_seed(r)] = r
+    lines = []
+    for (s, c), by_seed in groups.items():
+        if len(by_seed) < 2:
+            continue
+        runs = [by_seed[k] for k in sorted(by_seed)]
+        diff = [100 * (r["test_accuracy"] - r["baseline"]) for r in runs]
+        wins = sum(d > 0 for d in diff)
+        lines.append(f"| {s} | {c} | {len(runs)} | "
+                     f"{np.mean([r['baseline'] for r in runs]):.4f} | "
+                     f"{np.mean([r['test_accuracy'] for r in runs]):.4f} | "
+                     f"{np.mean(diff):+.2f} ({min(diff):+.2f} to {max(diff):+.2f}) | "
+                     f"{wins} of {len(runs)} |")
+    if not lines:
+        return ""
+    return "\n".join(["| data set | configuration | seeds | baseline | classifier | "
+                      "difference, points | beats the baseline |",
+                      "| --- | --- | --- | --- | --- | --- | --- |", *lines])
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sets", nargs="+", choices=list(SETS), default=list(SETS))
@@ -147,7 +184,9 @@ def main(argv=None):
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     ap.add_argument("--work", type=Path, default=REPO / "runs" / "sweep")
     ap.add_argument("--test-size", type=int, default=5000)
-    ap.add_argument("--table", action="store_true", help="only print the table of what ran")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="N",
+                    help="run every set and configuration with each of these seeds (default 0)")
+    ap.add_argument("--table", action="store_true", help="only print the tables of what ran")
     args = ap.parse_args(argv)
     log = args.work / "sweep.jsonl"
     done = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
@@ -158,16 +197,19 @@ def main(argv=None):
             sys.exit(f"sweep: the pretrained configuration starts from the language model in "
                      f"{LM}; make it first: python benchmarks/results.py --only imdb-lm-ss")
         paths = make_sets(args.sets, args.data, args.work, args.test_size)
-        for s in args.sets:
-            for c in args.configs:
-                if any(r["set"] == s and r["config"] == c for r in done):
-                    continue
-                rec = run(s, c, paths[s], args.work)
-                print(json.dumps(rec), flush=True)
-                done.append(rec)
-                with open(log, "a", encoding="utf-8") as f:
-                    f.write(json.dumps(rec) + "\n")
+        for s, c, seed in ((s, c, seed) for seed in args.seeds for s in args.sets
+                           for c in args.configs):
+            if any(r["set"] == s and r["config"] == c and _seed(r) == seed for r in done):
+                continue
+            rec = run(s, c, paths[s], args.work, seed)
+            print(json.dumps(rec), flush=True)
+            done.append(rec)
+            with open(log, "a", encoding="utf-8") as f:
+                f.write(json.dumps(rec) + "\n")
     print(table(done))
+    by_seeds = seeds_table(done)
+    if by_seeds:
+        print("\n" + by_seeds)
 
 
 if __name__ == "__main__":

@@ -53,11 +53,26 @@ def test_the_fine_tuning_starts_from_the_language_model_made_before_it(results):
 
 def test_every_sweep_configuration_parses(sweep):
     parser = build_parser()
-    for name, options in sweep.CONFIGS.items():
-        argv = ["sentiment", "train", "--data", "train.csv", "--test", "test.csv", *options,
-                *sweep.COMMON, "--out", "out", "--force"]
-        args = parser.parse_args(argv)
-        assert args.seed == 0, name
+    for name in sweep.CONFIGS:
+        args = parser.parse_args(sweep.command(name, ("train.csv", "test.csv"), 3, "out"))
+        assert (args.seed, args.out, args.json) == (3, "out", True), name
+
+
+def test_the_seeds_table_pairs_each_seed_with_its_own_baseline(sweep):
+    def rec(seed, acc, base, config="default"):
+        r = {"set": "imdb-2k", "config": config, "test_accuracy": acc, "baseline": base,
+             "recurrent": 0.7, "weights": [0.1, 1.0], "seconds": 1.0}
+        return r if seed is None else {**r, "seed": seed}
+
+    records = [rec(None, 0.856, 0.857), rec(1, 0.862, 0.860), rec(2, 0.851, 0.850),
+               rec(None, 0.9, 0.8, config="gru128")]  # one seed only: no row
+    rows = sweep.seeds_table(records).splitlines()
+    assert len(rows) == 3
+    # differences -0.1, +0.2, +0.1 points: mean +0.07, two wins of three
+    assert rows[2] == ("| imdb-2k | default | 3 | 0.8557 | 0.8563 | +0.07 (-0.10 to +0.20) | "
+                       "2 of 3 |")
+    assert sweep.seeds_table(records[:1]) == ""
+    assert "0.856" in sweep.table(records) and "0.862" not in sweep.table(records)
 
 
 def test_the_pretrained_configuration_needs_its_language_model(sweep, tmp_path, monkeypatch,
