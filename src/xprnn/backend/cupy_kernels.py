@@ -119,20 +119,22 @@ LSTM_BW = _kernel(
 GRU_FW = _kernel(
     "xprnn_gru_forward",
     "xw_r xw_z xw_n gh_r gh_z gh_n h_prev k_half",
-    "out_r out_z out_n out_h", """
+    "out_r out_z out_n out_rgh out_h", """
     T ar = tanh(xw_r + gh_r) * k_half + k_half;
     T az = tanh(xw_z + gh_z) * k_half + k_half;
-    T an = tanh(xw_n + ar * gh_n);
+    T rgh = ar * gh_n;
+    T an = tanh(xw_n + rgh);
     out_r = ar;
     out_z = az;
     out_n = an;
+    out_rgh = rgh;
     out_h = an + az * (h_prev - an);""")
 GRU_BW = _kernel(
     "xprnn_gru_backward",
-    "dh r z cand gh_n h_prev k_one",
+    "dh r z cand r_gh_n h_prev k_one",
     "dxw_r dxw_z dxw_n dgh_r dgh_z dgh_n d_direct", """
     T dn = dh * (k_one - z) * (k_one - cand * cand);
-    T dr = dn * gh_n * r * (k_one - r);
+    T dr = dn * r_gh_n * (k_one - r);
     T dz = dh * (h_prev - cand) * z * (k_one - z);
     dxw_r = dr;
     dxw_z = dz;
@@ -209,21 +211,20 @@ def _gru_forward(run, empty, xw, gh, h_prev, half):
     lead = h_prev.shape[:-1]
     rz = empty(lead + (2 * H,), xw)
     r, z = _blocks(rz, 2, H)
-    n, h = empty(h_prev.shape, xw), empty(h_prev.shape, xw)
-    gh_n = gh[..., 2 * H :]
-    run(GRU_FW, *_blocks(xw, 3, H), *_blocks(gh, 3, H), h_prev, half, r, z, n, h)
-    return h, r, z, n, gh_n, h_prev
+    n, r_gh_n, h = (empty(h_prev.shape, xw) for _ in range(3))
+    run(GRU_FW, *_blocks(xw, 3, H), *_blocks(gh, 3, H), h_prev, half, r, z, n, r_gh_n, h)
+    return h, r, z, n, r_gh_n, h_prev
 
 
-def _gru_backward(run, empty, dh, r, z, n, gh_n, h_prev, one):
-    if _lead(dh, r, z, n, gh_n, h_prev) is None or len({a.shape[-1] for a in (
-            dh, r, z, n, gh_n, h_prev)}) != 1:
+def _gru_backward(run, empty, dh, r, z, n, r_gh_n, h_prev, one):
+    if _lead(dh, r, z, n, r_gh_n, h_prev) is None or len({a.shape[-1] for a in (
+            dh, r, z, n, r_gh_n, h_prev)}) != 1:
         return None
     H = dh.shape[-1]
     dxw = empty(dh.shape[:-1] + (3 * H,), dh)
     dgh = empty(dxw.shape, dh)
     direct = empty(dh.shape, dh)
-    run(GRU_BW, dh, r, z, n, gh_n, h_prev, one, *_blocks(dxw, 3, H), *_blocks(dgh, 3, H),
+    run(GRU_BW, dh, r, z, n, r_gh_n, h_prev, one, *_blocks(dxw, 3, H), *_blocks(dgh, 3, H),
         direct)
     return dxw, dgh, direct
 
@@ -259,8 +260,8 @@ PLANS = {
     "xprnn.cells.lstm.forward": Plan("a7cfc7e2b926ae0a", _lstm_forward, LSTM_FW, ("h", "c")),
     "xprnn.cells.lstm.backward": Plan("015e30bccfb1d1dd", _lstm_backward, LSTM_BW, ("dh", "dc"),
                                       None, ("dc_prev",)),
-    "xprnn.cells.gru.forward": Plan("bd46904141b20b1d", _gru_forward, GRU_FW, ("out_h",)),
-    "xprnn.cells.gru.backward": Plan("8e41499e063a2ddf", _gru_backward, GRU_BW, ("dh",),
+    "xprnn.cells.gru.forward": Plan("76f87ab576a16c02", _gru_forward, GRU_FW, ("out_h",)),
+    "xprnn.cells.gru.backward": Plan("48f11c9c623f204c", _gru_backward, GRU_BW, ("dh",),
                                      "d_direct"),
 }
 

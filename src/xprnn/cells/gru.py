@@ -35,15 +35,17 @@ def forward(xw, gh, h_prev, half, *, xp):
     H = h_prev.shape[-1]
     rz = xp.tanh(xw[..., : 2 * H] + gh[..., : 2 * H]) * half + half
     r, z = rz[..., :H], rz[..., H:]
-    gh_n = gh[..., 2 * H :]
-    n = xp.tanh(xw[..., 2 * H :] + r * gh_n)
+    r_gh_n = r * gh[..., 2 * H :]
+    n = xp.tanh(xw[..., 2 * H :] + r_gh_n)
     h = n + z * (h_prev - n)
-    return h, r, z, n, gh_n, h_prev  # new state (h,), cache (r, z, n, gh_n, h_prev)
+    # the cache keeps r * gh_n, an (..., H) array made here anyway, and not gh_n, a view that
+    # would keep this step's whole (..., 3H) product alive until the backward
+    return h, r, z, n, r_gh_n, h_prev  # new state (h,), cache (r, z, n, r_gh_n, h_prev)
 
 
-def backward(dh, r, z, n, gh_n, h_prev, one, *, xp):
+def backward(dh, r, z, n, r_gh_n, h_prev, one, *, xp):
     dn_pre = dh * (one - z) * (one - n * n)  # through h = (1-z) n + z h_prev, then tanh
-    dr_pre = dn_pre * gh_n * r * (one - r)
+    dr_pre = dn_pre * r_gh_n * (one - r)  # gh_n r (1 - r): r's sigmoid' times its factor gh_n
     dz_pre = dh * (h_prev - n) * z * (one - z)
     dxw = xp.concat([dr_pre, dz_pre, dn_pre], axis=-1)
     dgh = xp.concat([dr_pre, dz_pre, dn_pre * r], axis=-1)  # r scales gh_n, so also its grad
