@@ -108,7 +108,10 @@ def run(name, config, paths, work, seed=0):
            if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
     env["OPENBLAS_NUM_THREADS"] = "1"
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if r.returncode != 0:  # say why, and stop: the runs done so far are in the log
+        sys.exit(f"sweep: {name} {config} seed {seed} failed (exit {r.returncode}):\n"
+                 f"{r.stderr[-2000:]}")
     m = json.loads(r.stdout.strip().splitlines()[-1])
     blend = m.get("blend")
     return {"set": name, "config": config, "args": CONFIGS[config], "seed": seed,
