@@ -43,6 +43,9 @@ COMMON = ["--no-progress", "--json", "--valid-fraction", "0.1"]
 CONFIGS = {
     # the CLI's defaults as they are
     "default": [],
+    # the same, blending the GRU in by the weights alone, however little it adds (the default
+    # before the evidence rule of cli/_blend.py's decide)
+    "default-z0": ["--blend-z", "0"],
     "default-10ep": ["--epochs", "10", "--patience", "3"],
     "bigru": ["--bidirectional", "--epochs", "10", "--patience", "3"],
     "bigru-max": ["--bidirectional", "--pooling", "max", "--dropout", "0.5", "--epochs", "10",
@@ -53,6 +56,8 @@ CONFIGS = {
     # fine-tuned from a language model of the 25,000 IMDB training reviews (unlabelled; the
     # test reviews are not among them): `python benchmarks/results.py --only imdb-lm-ss`
     "pretrained": ["--init-from", str(LM), "--epochs", "10", "--patience", "3"],
+    "pretrained-z0": ["--init-from", str(LM), "--epochs", "10", "--patience", "3",
+                      "--blend-z", "0"],
 }
 
 
@@ -196,7 +201,8 @@ def main(argv=None):
     if not args.table:
         if not args.data.is_dir():
             sys.exit(f"sweep: data sets not found at {args.data} (give --data DIR)")
-        if "pretrained" in args.configs and not (LM / "model.safetensors").is_file():
+        if any(c.startswith("pretrained") for c in args.configs) and not (
+                LM / "model.safetensors").is_file():
             sys.exit(f"sweep: the pretrained configuration starts from the language model in "
                      f"{LM}; make it first: python benchmarks/results.py --only imdb-lm-ss")
         paths = make_sets(args.sets, args.data, args.work, args.test_size)

@@ -53,6 +53,49 @@ def test_choose_finds_the_brute_force_minimum():
     assert 0 <= a <= 4 and 0 <= b <= 4 and b > a  # the calm expert is trusted more
 
 
+def _experts(rng, n, noise):
+    """Labels, an n-gram-like expert right about 75% of the time, and a recurrent-like one
+    that knows the label through ``(1 - noise)`` of its logit and is random otherwise."""
+    y = rng.integers(0, 2, size=n)
+    sign = np.where(rng.random(n) < 0.75, 1.0, -1.0)
+    lq = _blend.log_softmax(np.where(np.eye(2)[y] == 1, 1.0, -1.0) * sign[:, None])
+    z = (1 - noise) * 2.0 * np.eye(2)[y] + noise * 2.0 * rng.standard_normal((n, 2))
+    return y, lq, _blend.log_softmax(z)
+
+
+def test_decide_blends_a_model_that_adds_to_the_ngrams():
+    y, lq, lp = _experts(np.random.default_rng(3), 300, noise=0.5)
+    d = _blend.decide(lp, lq, y)
+    assert d.used and (d.a, d.b) == _blend.choose(lp, lq, y) and d.a > 0
+    # the gain, computed here from the probabilities: blend p^a q^b / Z against q^b0 / Z0
+    b0 = _blend.choose(lp, lq, y, recurrent=False)[1]
+    p, q = np.exp(lp), np.exp(lq)
+    blend = p ** d.a * q ** d.b
+    alone = q ** b0
+    rows = np.arange(y.size)
+    gain = np.log(blend[rows, y] / blend.sum(axis=1)) - np.log(alone[rows, y] / alone.sum(axis=1))
+    assert d.gain == pytest.approx(gain.mean(), rel=1e-9)
+    assert d.se == pytest.approx(gain.std(ddof=1) / np.sqrt(y.size), rel=1e-9)
+    assert d.gain >= _blend.MIN_Z * d.se
+
+
+def test_decide_keeps_the_ngrams_alone_without_evidence():
+    rng = np.random.default_rng(4)
+    y, lq, _ = _experts(rng, 200, noise=0.0)
+    lp = _blend.log_softmax(rng.standard_normal((200, 2)))  # knows nothing of the labels
+    free = _blend.choose(lp, lq, y)
+    d = _blend.decide(lp, lq, y)
+    assert not d.used and d.a == 0.0 and d.b == _blend.choose(lp, lq, y, recurrent=False)[1]
+    assert d.gain <= 0 or d.gain < _blend.MIN_Z * d.se
+    # z = 0: the free weights whenever they raise the likelihood at all (here: by chance)
+    forced = _blend.decide(lp, lq, y, z=0.0)
+    assert forced.used == (free[0] > 0 and forced.gain > 0)
+    assert (forced.a, forced.b) == (free if forced.used else (0.0, d.b))
+    # the same expert, decisive, with ten times the rows: now it earns its place
+    y, lq, lp = _experts(rng, 2000, noise=0.3)
+    assert _blend.decide(lp, lq, y).used
+
+
 def test_choose_gives_no_weight_to_a_model_that_knows_nothing():
     rng = np.random.default_rng(2)
     y = rng.integers(0, 3, size=40)
@@ -79,13 +122,26 @@ def _train(capsys, data, out, *extra):
     return r
 
 
-def test_blend_on_validation_and_its_numbers(tmp_path, data, capsys):
+@pytest.fixture
+def blended(monkeypatch):
+    """Weights as a recurrent model that adds to the n-grams would get: these test data are
+    told by single words, so the baseline knows everything and a real GRU never earns a weight
+    (``decide`` itself is tested above)."""
+    choice = _blend.Choice(0.6, 0.9, 0.05, 0.01, True)
+    monkeypatch.setattr(_blend, "decide", lambda lp, lq, y, z=_blend.MIN_Z: choice)
+    return choice
+
+
+def test_blend_on_validation_and_its_numbers(tmp_path, data, capsys, blended):
     out = tmp_path / "m"
     r = _train(capsys, data, out)
     m = r["blend"]
-    assert set(m) == {"recurrent_weight", "ngram_weight", "valid_accuracy", "valid_loss",
+    assert set(m) == {"recurrent_weight", "ngram_weight", "recurrent_used", "valid_gain",
+                      "valid_gain_se", "z", "valid_accuracy", "valid_loss",
                       "recurrent_valid_accuracy", "recurrent_test_accuracy",
                       "recurrent_test_loss"}
+    assert (m["recurrent_weight"], m["ngram_weight"], m["valid_gain"], m["valid_gain_se"]) == (
+        0.6, 0.9, 0.05, 0.01) and m["recurrent_used"]
     assert (out / "ngrams" / "model.safetensors").is_file()
     # eval scores the blend by default and the GRU alone with --no-blend: train's own numbers
     code, stdout, _ = _run(capsys, "sentiment", "eval", "--model", out, "--data", data[1],
@@ -101,8 +157,30 @@ def test_blend_on_validation_and_its_numbers(tmp_path, data, capsys):
     # the console says what the saved model is
     code, stdout, _ = _run(capsys, "sentiment", "train", "--data", data[0], "--test", data[1],
                            "--out", out, "--force", *TINY)
-    assert code == 0 and "the gru blended with the bag-of-words baseline (weights" in stdout
+    assert code == 0 and "the gru blended with the bag-of-words baseline (weights 0.6 and 0.9, " \
+        "chosen on validation: log-likelihood +0.0500 +- 0.0100 per validation text)" in stdout
     assert "(--no-blend keeps it alone)" in stdout
+
+
+def test_without_evidence_the_saved_classifier_is_the_baseline(tmp_path, data, capsys):
+    out = tmp_path / "m"
+    r = _train(capsys, data, out, "--blend-z", "1000")  # a bar no model clears
+    m = r["blend"]
+    assert not m["recurrent_used"] and m["recurrent_weight"] == 0.0 and m["z"] == 1000
+    assert m["valid_gain"] <= 0 or m["valid_gain"] < 1000 * m["valid_gain_se"]
+    assert json.loads((out / "ngrams" / "config.json").read_text())["meta"]["weights"] == [
+        0.0, m["ngram_weight"]]
+    # the n-gram model alone, its probabilities sharpened or softened by b: the baseline's
+    # predictions, so its test accuracy
+    assert r["test_accuracy"] == r["baseline"]["test_accuracy"]
+    code, stdout, _ = _run(capsys, "sentiment", "eval", "--model", out, "--data", data[1])
+    assert code == 0 and "(its bag-of-n-grams model alone: the gru did not add to it" in stdout
+    code, stdout, _ = _run(capsys, "sentiment", "train", "--data", data[0], "--test", data[1],
+                           "--out", out, "--force", "--blend-z", "1000", *TINY)
+    assert code == 0 and "the bag-of-words baseline alone: the gru did not add to it on the " \
+        "validation rows (log-likelihood " in stdout
+    assert "under 1000 standard errors; --blend-z sets the bar" in stdout
+    assert "beat the bag-of-words baseline" not in stdout  # it is the baseline
 
 
 @pytest.mark.parametrize("extra, said", [
@@ -195,3 +273,22 @@ def test_a_model_that_cannot_be_saved_is_a_clear_error(tmp_path, data, capsys, m
     assert err.startswith(f"xprnn: error: --out {out}: cannot save there (No space left on "
                           "device: ")
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_the_recorded_weight_is_read_without_loading_the_partner(tmp_path, data, capsys):
+    out = tmp_path / "m"
+    _train(capsys, data, out, "--blend-z", "1000")
+    assert _blend.recurrent_weight(out) == 0.0
+    (out / "ngrams" / "config.json").write_text("{not json")
+    assert _blend.recurrent_weight(out) is None  # unreadable: load() is the one to say why
+    assert _blend.recurrent_weight(tmp_path / "nowhere") is None
+
+
+def test_export_says_when_the_saved_classifier_is_the_ngrams_alone(tmp_path, data, capsys):
+    pytest.importorskip("onnx")
+    out = tmp_path / "m"
+    _train(capsys, data, out, "--blend-z", "1000")
+    code, _, err = _run(capsys, "sentiment", "export", "--model", out, "--out",
+                        tmp_path / "m.onnx")
+    assert code == 0 and "classifies with its bag-of-n-grams model alone (the gru did not add " \
+        "to it in training)" in err and "the ONNX graph holds the gru alone" in err

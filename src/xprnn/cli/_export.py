@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from .._version import __version__
+from . import _blend
 from . import _common as c
 from ._blend import PARTNER
 from ._checks import check_meta, warn
@@ -111,9 +112,12 @@ def export_sentiment(args):
     stopwords = sorted(english_stopwords()) if stop == "english" else sorted(stop or [])
     tokenizer = _word_rules(word_rule(meta), stopwords)
     if (Path(args.model) / PARTNER).exists():
-        warn(f"{args.model} blends the {model.config['cell']} with a bag-of-n-grams model "
-             f"({args.model}/{PARTNER}); the ONNX graph holds the {model.config['cell']} alone, "
-             "as 'sentiment eval --no-blend' scores it")
+        cell = model.config["cell"]
+        what = (f"blends the {cell} with a bag-of-n-grams model" if _blend.recurrent_weight(
+            args.model) != 0 else f"classifies with its bag-of-n-grams model alone (the {cell} "
+            "did not add to it in training)")
+        warn(f"{args.model} {what} ({args.model}/{PARTNER}); the ONNX graph holds the {cell} "
+             "alone, as 'sentiment eval --no-blend' scores it")
     return _write(model, args, out, {
         "inputs": {"ids": "int64 (batch, time): token ids, each row right-padded with pad_id",
                    "lengths": "int64 (batch,): the valid tokens of each row, 1 to time"},

@@ -101,6 +101,11 @@ def add_parser(sub):
     _baseline.add_option(o)
     _blend.add_option(o, "save the recurrent model alone, not blended with the bag-of-words "
                          "baseline (which is still reported)")
+    o.add_argument("--blend-z", type=c.nonneg_float, default=_blend.MIN_Z, metavar="Z",
+                   help="blend the recurrent model in only if it raises the validation "
+                        "log-likelihood over the baseline alone by Z standard errors (default "
+                        f"{_blend.MIN_Z:g}; 0: whenever it raises it at all); otherwise the "
+                        "saved classifier is the baseline")
     t.add_argument("--out", default="runs/sentiment", metavar="DIR",
                    help="directory for the model, history.json and learning_curve.png")
     tc.add_run_options(t)
@@ -293,11 +298,13 @@ def _blend_with(model, bow, tokens, y, meta, vocab, args):
     chosen on the validation texts ``tokens``/``y``) and the blend's record."""
     lp = _blend.recurrent_log_proba(model, meta, vocab, tokens, args.batch_size)
     lq = _blend.ngram_log_proba(*bow, tokens)
-    a, b = _blend.choose(lp, lq, y)
-    blended = _blend.scores(_blend.mix(lp, lq, a, b), y)
-    return _blend.Partner(*bow, a, b), {
-        "recurrent_weight": a, "ngram_weight": b, "valid_accuracy": blended["accuracy"],
-        "valid_loss": blended["loss"], "recurrent_valid_accuracy": _blend.scores(lp, y)["accuracy"]}
+    d = _blend.decide(lp, lq, y, args.blend_z)
+    blended = _blend.scores(_blend.mix(lp, lq, d.a, d.b), y)
+    return _blend.Partner(*bow, d.a, d.b), {
+        "recurrent_weight": d.a, "ngram_weight": d.b, "recurrent_used": d.used,
+        "valid_gain": d.gain, "valid_gain_se": d.se, "z": args.blend_z,
+        "valid_accuracy": blended["accuracy"], "valid_loss": blended["loss"],
+        "recurrent_valid_accuracy": _blend.scores(lp, y)["accuracy"]}
 
 
 def _sharded(compute, items):
@@ -354,11 +361,21 @@ def _summary(r, train_seconds):
     if m is not None:
         alone = "" if m.get("recurrent_test_accuracy") is None else \
             f", test accuracy {m['recurrent_test_accuracy']:.4f}"
-        print(f"  the {r['cell']} blended with the bag-of-words baseline (weights "
-              f"{m['recurrent_weight']:g} and {m['ngram_weight']:g}, chosen on validation); the "
-              f"{r['cell']} alone: valid accuracy {m['recurrent_valid_accuracy']:.4f}{alone} "
-              "(--no-blend keeps it alone)")
-    if b is not None and b.get("test_accuracy") is not None:
+        evidence = (f"log-likelihood {m['valid_gain']:+.4f} +- {m['valid_gain_se']:.4f} per "
+                    "validation text")
+        if m["recurrent_used"]:
+            print(f"  the {r['cell']} blended with the bag-of-words baseline (weights "
+                  f"{m['recurrent_weight']:g} and {m['ngram_weight']:g}, chosen on validation: "
+                  f"{evidence}); the {r['cell']} alone: valid accuracy "
+                  f"{m['recurrent_valid_accuracy']:.4f}{alone} (--no-blend keeps it alone)")
+        else:
+            print(f"  the bag-of-words baseline alone: the {r['cell']} did not add to it on the "
+                  f"validation rows ({evidence}, under {m['z']:g} standard errors; --blend-z "
+                  f"sets the bar); the {r['cell']} alone: valid accuracy "
+                  f"{m['recurrent_valid_accuracy']:.4f}{alone} (--no-blend keeps it alone)")
+    if m is not None and not m["recurrent_used"]:
+        pass  # the saved classifier is the baseline: nothing to compare
+    elif b is not None and b.get("test_accuracy") is not None:
         verdict = "beats" if r["test_accuracy"] > b["test_accuracy"] else "does not beat"
         print(f"the model {verdict} the bag-of-words baseline's test accuracy "
               f"{b['test_accuracy']:.4f} (--no-baseline to skip it)")
@@ -394,7 +411,9 @@ def evaluate(args):
         print(f"accuracy {result['accuracy']:.4f}  loss {result['loss']:.4f}  "
               f"({result['size']} texts, all)")
     if partner is not None:
-        print(f"(the {model.config['cell']} blended with its bag-of-n-grams model; alone: "
-              f"accuracy {result['recurrent_accuracy']:.4f}, loss "
+        cell = model.config["cell"]
+        what = (f"the {cell} blended with its bag-of-n-grams model" if partner.a > 0 else
+                f"its bag-of-n-grams model alone: the {cell} did not add to it in training")
+        print(f"({what}; the {cell} alone: accuracy {result['recurrent_accuracy']:.4f}, loss "
               f"{result['recurrent_loss']:.4f}; --no-blend for it alone)")
     return 0
