@@ -180,6 +180,7 @@ def test_without_evidence_the_saved_classifier_is_the_baseline(tmp_path, data, c
     assert code == 0 and "the bag-of-words baseline alone: the gru did not add to it on the " \
         "validation rows (log-likelihood " in stdout
     assert "under 1000 standard errors; --blend-z sets the bar" in stdout
+    assert "the model equals the bag-of-words baseline's test accuracy " in stdout
     assert "beat the bag-of-words baseline" not in stdout  # it is the baseline
 
 

@@ -373,8 +373,11 @@ def _summary(r, train_seconds):
                   f"validation rows ({evidence}, under {m['z']:g} standard errors; --blend-z "
                   f"sets the bar); the {r['cell']} alone: valid accuracy "
                   f"{m['recurrent_valid_accuracy']:.4f}{alone} (--no-blend keeps it alone)")
-    if m is not None and not m["recurrent_used"]:
-        pass  # the saved classifier is the baseline: nothing to compare
+    if b is not None and b.get("test_accuracy") is not None and m is not None and \
+            not m["recurrent_used"]:
+        print(f"the model equals the bag-of-words baseline's test accuracy "
+              f"{b['test_accuracy']:.4f}: it is that baseline (--blend-z 0 blends the "
+              f"{r['cell']} in whatever it adds)")
     elif b is not None and b.get("test_accuracy") is not None:
         verdict = "beats" if r["test_accuracy"] > b["test_accuracy"] else "does not beat"
         print(f"the model {verdict} the bag-of-words baseline's test accuracy "
