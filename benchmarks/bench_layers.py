@@ -216,7 +216,8 @@ def run(args, xp, sync, torch_device):
                 if args.profile:
                     profile(fns["xprnn"], f"{shape} {cell} {mode}")
                     continue
-                times = interleaved(fns, repeats=args.repeats, warmup=args.warmup, sync=sync)
+                times = interleaved(fns, repeats=args.repeats, warmup=args.warmup, sync=sync,
+                                    pause=args.pause)
                 ms = {k: median_ms(v) for k, v in times.items()}
                 B, T, I, H = shape
                 flops = forward_flops(B, T, I, H, GATES[cell]) * (3 if mode == "train" else 1)
@@ -274,7 +275,8 @@ def markdown(rows, env, ceiling, args):
         f"- matrix-product ceiling ({args.matmul_n}^3 float32): "
         + ", ".join(f"{g:.1f}" for g in ceiling["samples"])
         + f" GFLOP/s (start, end); shares below use {ceiling['gflops']:.1f}",
-        f"- median of {args.repeats} interleaved rounds after {args.warmup} warm-up round(s); "
+        f"- median of {args.repeats} interleaved rounds after {args.warmup} warm-up round(s), "
+        f"{args.pause:g} s of sleep before each call (idle threads between contenders); "
         f"† = that contender's slowest round took > {NOISY:g}x its fastest (machine busy?); "
         f"1-minute load average {env['loadavg']} at the start, {loadavg()} at the end",
         "",
@@ -321,6 +323,9 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, help="timed rounds (default 7; --quick: 3)")
     p.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
     p.add_argument("--threads", type=int, default=2, help="BLAS/torch threads (default 2)")
+    p.add_argument("--pause", type=float, default=0.3, metavar="S",
+                   help="seconds of sleep before each timed call, so that the previous "
+                        "contender's spinning threads are idle (default 0.3; 0: none)")
     p.add_argument("--quick", action="store_true", help="tiny shapes, 3 repeats: a smoke test")
     p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy")
     p.add_argument("--matmul-n", type=int, help="size of the ceiling product (default 2048)")

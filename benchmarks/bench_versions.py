@@ -92,6 +92,9 @@ def main(argv=None):
     ap.add_argument("--modes", nargs="+", default=["forward", "train"])
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--pause", type=float, default=0.3, metavar="S",
+                    help="seconds of sleep before each timed call, so that the previous "
+                         "contender's spinning threads are idle (default 0.3; 0: none)")
     ap.add_argument("--quick", action="store_true", help="small shapes, 3 repeats")
     ap.add_argument("--shapes", nargs="+", metavar="B,T,I,H",
                     help="only these shapes, e.g. 128,50,300,512")
@@ -104,7 +107,8 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp, threadpool_limits(args.threads):
         ref = load_revision(args.ref, tmp)
-        print(f"this tree vs {args.ref}; {args.threads} threads; median of {repeats} rounds\n")
+        print(f"this tree vs {args.ref}; {args.threads} threads; median of {repeats} rounds, "
+              f"{args.pause:g} s pause before each call\n")
         print("| shape (B,T,I,H) | cell | mode | now ms | ref ms | now/ref | now/torch | "
               "ref/torch |")
         print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
@@ -114,7 +118,8 @@ def main(argv=None):
                 for mode in args.modes:
                     fns = contenders(xprnn, ref, shape, cell, mode)
                     ms = {k: median_ms(v) for k, v in
-                          interleaved(fns, repeats=repeats, warmup=1).items()}
+                          interleaved(fns, repeats=repeats, warmup=1,
+                                      pause=args.pause).items()}
                     ratios.append(ms["new"] / ms["ref"])
                     t = ms.get("torch")
                     cols = [f"{ms['new']:.2f}", f"{ms['ref']:.2f}", f"{ratios[-1]:.2f}",
