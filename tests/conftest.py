@@ -13,6 +13,7 @@ backend arrays with ``asarray`` (which puts them on ``device``) and read results
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -93,3 +94,16 @@ def shared_data():
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data sets not found at {SHARED_DATA} (../shared/data beside the repo)")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _python_owns_ctrl_c():
+    """The Ctrl-C tests press it (``signal.raise_signal``) and expect Python's handler. A shell
+    that runs a job in the background (``cmd &`` without job control) starts it with SIGINT
+    ignored, and Python leaves an ignored SIGINT ignored: restore the handler for each test."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    if previous is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, previous)
