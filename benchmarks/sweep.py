@@ -15,7 +15,10 @@ results go to ``--work/sweep.jsonl`` (one line per run, appended, so a sweep can
 extended) and a Markdown table is printed.
 
     python benchmarks/sweep.py [--sets imdb-2k first30-2k ...] [--configs default bigru ...]
-                               [--data DIR] [--work runs/sweep] [--table]
+                               [--seeds 0 1 2] [--data DIR] [--work runs/sweep] [--table]
+
+With several seeds a second table pairs each seed's classifier with that seed's baseline (each
+seed draws its own validation split): the mean difference, its range, and the wins.
 """
 
 from __future__ import annotations
