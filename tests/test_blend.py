@@ -96,6 +96,15 @@ def test_decide_keeps_the_ngrams_alone_without_evidence():
     assert _blend.decide(lp, lq, y).used
 
 
+def test_decide_with_one_validation_row_blends_only_at_z_0():
+    lq = _blend.log_softmax(np.array([[0.2, -0.2]]))
+    lp = _blend.log_softmax(np.array([[3.0, -3.0]]))  # sure and right
+    y = np.array([0])
+    d = _blend.decide(lp, lq, y)
+    assert d.se == np.inf and d.gain > 0 and not d.used and d.a == 0.0
+    assert _blend.decide(lp, lq, y, z=0.0).used
+
+
 def test_choose_gives_no_weight_to_a_model_that_knows_nothing():
     rng = np.random.default_rng(2)
     y = rng.integers(0, 3, size=40)
