@@ -165,7 +165,8 @@ def seeds_table(records):
     """Markdown, for each data set and configuration run with several seeds (each seed draws
     its own validation split, so the baseline changes too): the mean test accuracy of the
     baseline and of the saved classifier, the mean difference and its range in points, and on
-    how many seeds the classifier beat the baseline. Empty when nothing ran with two seeds."""
+    how many seeds the classifier beat, tied with and lost to the baseline. Empty when nothing
+    ran with two seeds."""
     groups = {}
     for r in records:
         groups.setdefault((r["set"], r["config"]), {})[_seed(r)] = r
@@ -175,16 +176,17 @@ def seeds_table(records):
             continue
         runs = [by_seed[k] for k in sorted(by_seed)]
         diff = [100 * (r["test_accuracy"] - r["baseline"]) for r in runs]
-        wins = sum(d > 0 for d in diff)
+        # a classifier that is the baseline (blend weight 0) ties it exactly
+        wins, ties = sum(d > 0 for d in diff), sum(d == 0 for d in diff)
         lines.append(f"| {s} | {c} | {len(runs)} | "
                      f"{np.mean([r['baseline'] for r in runs]):.4f} | "
                      f"{np.mean([r['test_accuracy'] for r in runs]):.4f} | "
                      f"{np.mean(diff):+.2f} ({min(diff):+.2f} to {max(diff):+.2f}) | "
-                     f"{wins} of {len(runs)} |")
+                     f"{wins} / {ties} / {len(runs) - wins - ties} |")
     if not lines:
         return ""
     return "\n".join(["| data set | configuration | seeds | baseline | classifier | "
-                      "difference, points | beats the baseline |",
+                      "difference, points | beats / ties / loses |",
                       "| --- | --- | --- | --- | --- | --- | --- |", *lines])
 
 

@@ -65,12 +65,12 @@ def test_the_seeds_table_pairs_each_seed_with_its_own_baseline(sweep):
         return r if seed is None else {**r, "seed": seed}
 
     records = [rec(None, 0.856, 0.857), rec(1, 0.862, 0.860), rec(2, 0.851, 0.850),
-               rec(None, 0.9, 0.8, config="gru128")]  # one seed only: no row
+               rec(3, 0.849, 0.849), rec(None, 0.9, 0.8, config="gru128")]  # one seed: no row
     rows = sweep.seeds_table(records).splitlines()
     assert len(rows) == 3
-    # differences -0.1, +0.2, +0.1 points: mean +0.07, two wins of three
-    assert rows[2] == ("| imdb-2k | default | 3 | 0.8557 | 0.8563 | +0.07 (-0.10 to +0.20) | "
-                       "2 of 3 |")
+    # differences -0.1, +0.2, +0.1, 0 points: mean +0.05, two wins, a tie, a loss
+    assert rows[2] == ("| imdb-2k | default | 4 | 0.8540 | 0.8545 | +0.05 (-0.10 to +0.20) | "
+                       "2 / 1 / 1 |")
     assert sweep.seeds_table(records[:1]) == ""
     assert "0.856" in sweep.table(records) and "0.862" not in sweep.table(records)
 
