@@ -285,15 +285,6 @@ def test_a_model_that_cannot_be_saved_is_a_clear_error(tmp_path, data, capsys, m
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_the_recorded_weight_is_read_without_loading_the_partner(tmp_path, data, capsys):
-    out = tmp_path / "m"
-    _train(capsys, data, out, "--blend-z", "1000")
-    assert _blend.recurrent_weight(out) == 0.0
-    (out / "ngrams" / "config.json").write_text("{not json")
-    assert _blend.recurrent_weight(out) is None  # unreadable: load() is the one to say why
-    assert _blend.recurrent_weight(tmp_path / "nowhere") is None
-
-
 def test_export_says_when_the_saved_classifier_is_the_ngrams_alone(tmp_path, data, capsys):
     pytest.importorskip("onnx")
     out = tmp_path / "m"
@@ -302,3 +293,9 @@ def test_export_says_when_the_saved_classifier_is_the_ngrams_alone(tmp_path, dat
                         tmp_path / "m.onnx")
     assert code == 0 and "classifies with its bag-of-n-grams model alone (the gru did not add " \
         "to it in training)" in err and "the ONNX graph holds the gru alone" in err
+    # a damaged partner does not stop the export of the recurrent model, which does not need it
+    (out / "ngrams" / "model.safetensors").write_bytes(b"\0" * 100)
+    code, _, err = _run(capsys, "sentiment", "export", "--model", out, "--out",
+                        tmp_path / "m2.onnx")
+    assert code == 0 and "blends the gru with a bag-of-n-grams model" in err
+    assert (tmp_path / "m2.onnx").is_file()

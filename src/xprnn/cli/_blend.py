@@ -34,7 +34,7 @@ import numpy as np
 from ._common import CLIError
 
 __all__ = ["PARTNER", "MIN_Z", "Choice", "Partner", "add_option", "choose", "decide", "mix",
-           "save", "remove", "load", "recurrent_weight", "recurrent_rows", "recurrent_log_proba",
+           "save", "remove", "load", "recurrent_rows", "recurrent_log_proba",
            "ngram_log_proba", "log_proba", "scores"]
 
 PARTNER = "ngrams"  # the partner's directory inside the model's
@@ -214,19 +214,6 @@ def remove(out):
         path.unlink()
     else:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def recurrent_weight(model_dir):
-    """The recurrent model's weight ``a`` recorded in ``model_dir``'s partner, read from its
-    ``config.json`` alone, or ``None`` when that cannot be read (:func:`load` says why)."""
-    import json
-
-    try:
-        a = json.loads((Path(model_dir) / PARTNER / "config.json").read_text())["meta"][
-            "weights"][0]
-    except (OSError, ValueError, KeyError, IndexError, TypeError):
-        return None
-    return a if isinstance(a, (int, float)) and not isinstance(a, bool) else None
 
 
 def load(model_dir, model, args):

@@ -11,7 +11,6 @@ from pathlib import Path
 from .._version import __version__
 from . import _blend
 from . import _common as c
-from ._blend import PARTNER
 from ._checks import check_meta, warn
 from ._common import CLIError
 
@@ -111,13 +110,17 @@ def export_sentiment(args):
     stop = meta["tokenizer"].get("stopwords")
     stopwords = sorted(english_stopwords()) if stop == "english" else sorted(stop or [])
     tokenizer = _word_rules(word_rule(meta), stopwords)
-    if (Path(args.model) / PARTNER).exists():
+    if (Path(args.model) / _blend.PARTNER).exists():
         cell = model.config["cell"]
-        what = (f"blends the {cell} with a bag-of-n-grams model" if _blend.recurrent_weight(
-            args.model) != 0 else f"classifies with its bag-of-n-grams model alone (the {cell} "
-            "did not add to it in training)")
-        warn(f"{args.model} {what} ({args.model}/{PARTNER}); the ONNX graph holds the {cell} "
-             "alone, as 'sentiment eval --no-blend' scores it")
+        try:
+            partner = _blend.load(args.model, model, args)
+        except CLIError:  # damaged: eval and predict refuse it; the graph does not need it
+            partner = None
+        what = (f"classifies with its bag-of-n-grams model alone (the {cell} did not add to it "
+                "in training)" if partner is not None and partner.a == 0 else
+                f"blends the {cell} with a bag-of-n-grams model")
+        warn(f"{args.model} {what} ({args.model}/{_blend.PARTNER}); the ONNX graph holds the "
+             f"{cell} alone, as 'sentiment eval --no-blend' scores it")
     return _write(model, args, out, {
         "inputs": {"ids": "int64 (batch, time): token ids, each row right-padded with pad_id",
                    "lengths": "int64 (batch,): the valid tokens of each row, 1 to time"},
