@@ -133,9 +133,10 @@ GRU_BW = _kernel(
     "xprnn_gru_backward",
     "dh r z cand r_gh_n h_prev k_one",
     "dxw_r dxw_z dxw_n dgh_r dgh_z dgh_n d_direct", """
-    T dn = dh * (k_one - z) * (k_one - cand * cand);
+    T dhn = dh * (k_one - z);
+    T dn = dhn * (k_one - cand * cand);
     T dr = dn * r_gh_n * (k_one - r);
-    T dz = dh * (h_prev - cand) * z * (k_one - z);
+    T dz = dhn * z * (h_prev - cand);
     dxw_r = dr;
     dxw_z = dz;
     dxw_n = dn;
@@ -261,7 +262,7 @@ PLANS = {
     "xprnn.cells.lstm.backward": Plan("015e30bccfb1d1dd", _lstm_backward, LSTM_BW, ("dh", "dc"),
                                       None, ("dc_prev",)),
     "xprnn.cells.gru.forward": Plan("76f87ab576a16c02", _gru_forward, GRU_FW, ("out_h",)),
-    "xprnn.cells.gru.backward": Plan("48f11c9c623f204c", _gru_backward, GRU_BW, ("dh",),
+    "xprnn.cells.gru.backward": Plan("4b90941d6f6e00c2", _gru_backward, GRU_BW, ("dh",),
                                      "d_direct"),
 }
 

@@ -44,9 +44,10 @@ def forward(xw, gh, h_prev, half, *, xp):
 
 
 def backward(dh, r, z, n, r_gh_n, h_prev, one, *, xp):
-    dn_pre = dh * (one - z) * (one - n * n)  # through h = (1-z) n + z h_prev, then tanh
+    dh_n = dh * (one - z)  # through h = (1-z) n + z h_prev: the part reaching n
+    dn_pre = dh_n * (one - n * n)  # then through tanh
     dr_pre = dn_pre * r_gh_n * (one - r)  # gh_n r (1 - r): r's sigmoid' times its factor gh_n
-    dz_pre = dh * (h_prev - n) * z * (one - z)
+    dz_pre = dh_n * z * (h_prev - n)  # dh (h_prev - n) times z's sigmoid' z (1 - z)
     dxw = xp.concat([dr_pre, dz_pre, dn_pre], axis=-1)
     dgh = xp.concat([dr_pre, dz_pre, dn_pre * r], axis=-1)  # r scales gh_n, so also its grad
     return dxw, dgh, dh * z
