@@ -7,6 +7,11 @@ over the rounds is reported. Also reported: xprnn's GFLOP/s and its share of a l
 matrix product measured in the same run, and the bytes xprnn's BPTT cache holds against the bytes
 it must hold (the states of every step). See ``benchmarks/README.md`` for the formulas.
 
+A third contender, ``products``, runs only the matrix products of xprnn's step (the input
+projection, one recurrent product per step, and in training the per-step ``dgh @ W_hh`` and the
+three products after the loop), with the same shapes and layouts on the same backend: no cell can
+make xprnn faster than that, so ``products/torch`` is the lowest ratio this backend's BLAS allows.
+
 Run from the repository root, e.g.::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_layers.py
@@ -121,6 +126,13 @@ class Row:
             self.tl = None
             state = {k: np.asarray(v) for k, v in self.layer.state_dict().items()}
         self.layer.load_state_dict(state)
+        G = GATES[cell]
+        draw = lambda *shape: xp.asarray(rng.standard_normal(shape).astype(np.float32))  # noqa: E731
+        # the operands of xprnn's products, laid out as recurrent.py lays them out
+        self.mm = {"X": draw(T * B, I), "W_in": draw(G * H, I).T,
+                   "h": draw(B, H), "W_rec": draw(H, G * H), "W_hh": draw(G * H, H),
+                   "dg": draw(B, G * H), "DG": draw(T * B, G * H), "HP": draw(T * B, H),
+                   "W_ih": draw(G * H, I)}
         if cell == "RNN":
             self.nb = {
                 "W_xh": xp.asarray(state["weight_ih_l0"]),
@@ -135,6 +147,19 @@ class Row:
     def xprnn_train(self):
         out, _, cache = self.layer.forward(self.x)
         return out, self.layer.backward(cache, self.R)
+
+    # the matrix products alone
+    def products_forward(self):
+        m, T = self.mm, self.shape[1]
+        xw = m["X"] @ m["W_in"]
+        return xw, [m["h"] @ m["W_rec"] for _ in range(T)]
+
+    def products_train(self):
+        m, T = self.mm, self.shape[1]
+        fw = self.products_forward()
+        dh = [m["dg"] @ m["W_hh"] for _ in range(T)]
+        DGt = m["DG"].T  # (NumPy or CuPy arrays: both have .T)
+        return fw, dh, DGt @ m["X"], DGt @ m["HP"], m["DG"] @ m["W_ih"]
 
     # torch
     def torch_forward(self):
@@ -161,7 +186,8 @@ class Row:
         return out, notebook_backward(self.x, hs, self.R, nb["W_xh"], nb["W_hh"], m=m)
 
     def contenders(self, mode):
-        c = {"xprnn": getattr(self, f"xprnn_{mode}")}
+        c = {"xprnn": getattr(self, f"xprnn_{mode}"),
+             "products": getattr(self, f"products_{mode}")}
         if self.tl is not None:
             c["torch"] = getattr(self, f"torch_{mode}")
         if self.cell == "RNN":
@@ -226,6 +252,7 @@ def run(args, xp, sync, torch_device):
                     "shape": shape, "cell": cell, "mode": mode, "ms": ms,
                     "samples_ms": {k: [1e3 * s for s in v] for k, v in times.items()},
                     "ratio": ms["xprnn"] / ms["torch"] if "torch" in ms else None,
+                    "floor": ms["products"] / ms["torch"] if "torch" in ms else None,
                     "noisy": [k for k, v in times.items() if max(v) > NOISY * min(v)],
                     "gflops": flops / ms["xprnn"] / 1e6,
                     "cache_bytes": cache_b if mode == "train" else None,
@@ -281,9 +308,10 @@ def markdown(rows, env, ceiling, args):
         f"1-minute load average {env['loadavg']} at the start, {loadavg()} at the end",
         "",
         "| shape (B,T,I,H) | cell | mode | xprnn ms | torch ms | xprnn/torch | target | "
+        "products ms | products/torch | "
         "notebook ms | xprnn GFLOP/s | % of matmul | cache MiB | must-hold MiB | cache/must | "
         "peak MiB |",
-        "|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         tgt = r["target"]
@@ -296,7 +324,7 @@ def markdown(rows, env, ceiling, args):
         lines.append("| " + " | ".join([
             "(" + ",".join(map(str, r["shape"])) + ")", r["cell"], r["mode"],
             _ms(r, "xprnn"), _ms(r, "torch"), _f(r["ratio"], ".2f"), verdict,
-            _ms(r, "notebook"), _f(r["gflops"], ".1f"),
+            _ms(r, "products"), _f(r.get("floor"), ".2f"), _ms(r, "notebook"), _f(r["gflops"], ".1f"),
             _f(100 * r["gflops"] / ceiling["gflops"], ".0f"),
             _f(_mib(r["cache_bytes"]), ".2f"), _f(_mib(r["must_bytes"]), ".2f"),
             _f(cm, ".2f"), _f(_mib(r["peak_bytes"]), ".2f"),
