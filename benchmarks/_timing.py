@@ -204,6 +204,30 @@ def _git_state(repo):
         return "?"
 
 
+MALLOC_CHOICES = ("keep", "default")
+
+
+def add_malloc_option(parser):
+    """The ``--malloc`` option every CPU benchmark shares."""
+    parser.add_argument(
+        "--malloc", choices=MALLOC_CHOICES, default="keep",
+        help="keep: glibc's malloc keeps freed memory for the next step, as the xprnn command "
+             "has it (xprnn.backend.keep_freed_memory); default: glibc's own trimming, as a "
+             "program that never calls it has it (default: keep)")
+
+
+def apply_malloc(choice):
+    """Apply ``--malloc`` to this whole process, so to every contender alike; returns the line
+    the report prints about it."""
+    if choice == "default":
+        return "glibc's default (free heap memory handed back to the system)"
+    from xprnn.backend import keep_freed_memory
+
+    if keep_freed_memory():
+        return "keeps freed memory (xprnn.backend.keep_freed_memory(), as the xprnn command)"
+    return "unchanged (keep_freed_memory() does not apply here: not glibc, or MALLOC_* set)"
+
+
 def environment(repo):
     """Facts about this run: CPU, thread pools, library versions, OpenBLAS environment."""
     import numpy as np

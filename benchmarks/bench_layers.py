@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 from _timing import (
+    add_malloc_option,
+    apply_malloc,
     cache_bytes,
     environment,
     interleaved,
@@ -299,6 +301,7 @@ def markdown(rows, env, ceiling, args):
             f"{p['num_threads']} threads" for p in blas),
         "- env: " + (", ".join(f"{k}={v}" for k, v in env["env"].items()) or "no OPENBLAS_*, "
                      "OMP_*, MKL_* variables set"),
+        f"- malloc: {env.get('malloc', '?')}",
         f"- matrix-product ceiling ({args.matmul_n}^3 float32): "
         + ", ".join(f"{g:.1f}" for g in ceiling["samples"])
         + f" GFLOP/s (start, end); shares below use {ceiling['gflops']:.1f}",
@@ -324,7 +327,8 @@ def markdown(rows, env, ceiling, args):
         lines.append("| " + " | ".join([
             "(" + ",".join(map(str, r["shape"])) + ")", r["cell"], r["mode"],
             _ms(r, "xprnn"), _ms(r, "torch"), _f(r["ratio"], ".2f"), verdict,
-            _ms(r, "products"), _f(r.get("floor"), ".2f"), _ms(r, "notebook"), _f(r["gflops"], ".1f"),
+            _ms(r, "products"), _f(r.get("floor"), ".2f"), _ms(r, "notebook"),
+            _f(r["gflops"], ".1f"),
             _f(100 * r["gflops"] / ceiling["gflops"], ".0f"),
             _f(_mib(r["cache_bytes"]), ".2f"), _f(_mib(r["must_bytes"]), ".2f"),
             _f(cm, ".2f"), _f(_mib(r["peak_bytes"]), ".2f"),
@@ -356,6 +360,7 @@ def parse_args(argv=None):
                         "contender's spinning threads are idle (default 0.3; 0: none)")
     p.add_argument("--quick", action="store_true", help="tiny shapes, 3 repeats: a smoke test")
     p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy")
+    add_malloc_option(p)
     p.add_argument("--matmul-n", type=int, help="size of the ceiling product (default 2048)")
     p.add_argument("--json", type=Path, metavar="PATH", help="also dump the results as JSON")
     p.add_argument("--markdown", type=Path, metavar="PATH", help="also write the table here")
@@ -393,8 +398,10 @@ def main(argv=None):
     if torch is not None:
         torch.set_num_threads(args.threads)
     sync = sync or (lambda: None)
+    malloc = apply_malloc(args.malloc)
     with threadpool_limits(limits=args.threads):
         env = environment(REPO)
+        env["malloc"] = malloc
         if args.profile:
             run(args, xp, sync, torch_device)
             return

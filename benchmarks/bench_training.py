@@ -10,7 +10,8 @@ Synthetic token ids (the speed does not depend on which ids), so it needs no dat
 one line per model: batches, tokens, seconds, tokens/s, and the share of time in the embedding
 backward (the scatter-add) and the optimizer.
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_training.py [--batches N]
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_training.py \
+        [--batches N] [--malloc keep|default]
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import time
 
 import numpy as np
+from _timing import add_malloc_option, apply_malloc
 
 from xprnn.models import LanguageModel, SequenceClassifier
 from xprnn.optim import Adam
@@ -48,7 +50,9 @@ def _time(model, batches, step):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--batches", type=int, default=40)
+    add_malloc_option(ap)
     args = ap.parse_args(argv)
+    print(f"malloc: {apply_malloc(args.malloc)}")
     rng = np.random.default_rng(0)
 
     clf = SequenceClassifier(20000, 128, 128, 2, cell="lstm", pooling="mean", seed=0)

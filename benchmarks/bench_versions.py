@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from _timing import interleaved, median_ms
+from _timing import add_malloc_option, apply_malloc, interleaved, median_ms
 from threadpoolctl import threadpool_limits
 
 import xprnn
@@ -96,6 +96,7 @@ def main(argv=None):
                     help="seconds of sleep before each timed call, so that the previous "
                          "contender's spinning threads are idle (default 0.3; 0: none)")
     ap.add_argument("--quick", action="store_true", help="small shapes, 3 repeats")
+    add_malloc_option(ap)
     ap.add_argument("--shapes", nargs="+", metavar="B,T,I,H",
                     help="only these shapes, e.g. 128,50,300,512")
     args = ap.parse_args(argv)
@@ -105,10 +106,11 @@ def main(argv=None):
     repeats = 3 if args.quick else args.repeats
     if torch is not None:
         torch.set_num_threads(args.threads)
+    malloc = apply_malloc(args.malloc)
     with tempfile.TemporaryDirectory() as tmp, threadpool_limits(args.threads):
         ref = load_revision(args.ref, tmp)
         print(f"this tree vs {args.ref}; {args.threads} threads; median of {repeats} rounds, "
-              f"{args.pause:g} s pause before each call\n")
+              f"{args.pause:g} s pause before each call; malloc {malloc}\n")
         print("| shape (B,T,I,H) | cell | mode | now ms | ref ms | now/ref | now/torch | "
               "ref/torch |")
         print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
