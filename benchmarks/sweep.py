@@ -61,6 +61,8 @@ CONFIGS = {
     "pretrained": ["--init-from", str(LM), "--epochs", "10", "--patience", "3"],
     "pretrained-z0": ["--init-from", str(LM), "--epochs", "10", "--patience", "3",
                       "--blend-z", "0"],
+    "pretrained-max": ["--init-from", str(LM), "--pooling", "max", "--epochs", "10",
+                       "--patience", "3"],
 }
 
 
