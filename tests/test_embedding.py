@@ -44,6 +44,18 @@ def test_index_add_random_against_add_at(xp, asarray):
     assert rel_error(index_add(40, asarray(idx), asarray(vals), xp=xp), ref) < 1e-13
 
 
+@pytest.mark.parametrize("n", [1, 62, 63, 64, 65, 200])
+def test_index_add_across_the_running_sum_blocks(xp, asarray, n):
+    # the running sum is taken in blocks of 64 rows behind one zero row: sizes around the block
+    # edges, with segments that straddle them (a few ids, so long segments)
+    rng = np.random.default_rng(n)
+    idx = rng.integers(0, 4, size=n)
+    vals = rng.standard_normal((n, 3))
+    ref = np.zeros((6, 3))
+    np.add.at(ref, idx, vals)
+    assert rel_error(index_add(6, asarray(idx), asarray(vals), xp=xp), ref) < 1e-13
+
+
 def test_index_add_empty(xp, asarray):
     out = index_add(5, asarray(np.zeros(0, dtype=np.int64)), asarray(np.zeros((0, 3))), xp=xp)
     np.testing.assert_array_equal(to_numpy(out), np.zeros((5, 3)))

