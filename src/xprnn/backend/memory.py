@@ -66,6 +66,9 @@ def keep_freed_memory(mmap_threshold=MMAP_THRESHOLD, trim_threshold=TRIM_THRESHO
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    # both, or glibc stops adapting the mmap threshold and maps every block over 128 KiB anew
+    # Both or neither: either setting alone stops glibc adapting the other, and a trim
+    # threshold without a raised mmap threshold maps every block over 128 KiB anew. The mmap
+    # threshold goes first because it is the one glibc may refuse (over 32 MiB, in older
+    # versions), and a refusal changes nothing.
     return (mallopt(_M_MMAP_THRESHOLD, min(mmap_threshold, 2**31 - 1)) == 1
             and mallopt(_M_TRIM_THRESHOLD, min(trim_threshold, 2**31 - 1)) == 1)
