@@ -7,7 +7,7 @@ top of the heap back to the operating system whenever more than ``M_TRIM_THRESHO
 there, a threshold it keeps at about twice the largest block it has seen (2 MiB here). So the
 heap shrinks and grows all the time, and every page that comes back is a page fault the kernel
 answers with a zeroed page: 38,000 minor faults per training step there, and 0.49 s instead of
-0.38 s (measured on a 2-core Xeon; ``benchmarks/README.md``).
+0.38 s (measured on a 2-core Xeon: ``docs/benchmarks.md``, "Page faults").
 
 :func:`keep_freed_memory` asks ``malloc`` to serve blocks up to 32 MiB from its heap and to keep
 up to 512 MiB of free heap for reuse. Larger arrays keep their own mappings, which NumPy backs
