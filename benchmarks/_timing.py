@@ -204,6 +204,34 @@ def _git_state(repo):
         return "?"
 
 
+def products(xp, shape, gates, seed=0):
+    """``{"forward": fn, "train": fn}``: the matrix products of one xprnn layer's call and
+    nothing else, with its shapes and layouts (``nn/recurrent.py``) on arrays of ``xp`` (NumPy
+    or CuPy), float32, a direction, ``gates`` gate blocks. Forward: the input projection, then T
+    recurrent products; train adds T products ``dgh @ W_hh`` and the three weight and input
+    gradients after the loop. The time of these is the least any xprnn layer can take."""
+    import numpy as np
+
+    B, T, I, H = shape
+    GH = gates * H
+    rng = np.random.default_rng(seed)
+
+    def draw(*s):
+        return xp.asarray(rng.standard_normal(s).astype(np.float32))
+
+    X, W_in, h, W_rec = draw(T * B, I), draw(GH, I).T, draw(B, H), draw(H, GH)
+    W_hh, dg, DG, HP, W_ih = draw(GH, H), draw(B, GH), draw(T * B, GH), draw(T * B, H), draw(GH, I)
+
+    def forward():
+        return X @ W_in, [h @ W_rec for _ in range(T)]
+
+    def train():
+        DGt = DG.T  # (NumPy and CuPy arrays both have .T)
+        return (forward(), [dg @ W_hh for _ in range(T)], DGt @ X, DGt @ HP, DG @ W_ih)
+
+    return {"forward": forward, "train": train}
+
+
 MALLOC_CHOICES = ("keep", "default")
 
 

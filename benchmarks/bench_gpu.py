@@ -4,7 +4,9 @@
   1024), (64,100,128,256), (128,50,300,512), (32,200,64,128), (1,1000,32,64); ``forward``
   (output only) and ``train`` (forward plus backward of ``sum(out * R)``, the input gradient
   included). Both hold the same weights (torch's initialisation loaded into xprnn), and each row
-  first checks that they agree.
+  first checks that they agree. A third contender, ``products``, runs the layer's matrix
+  products alone on CuPy (``_timing.products``): the least a per-step Python loop over cuBLAS
+  calls can take, whatever the pointwise kernels do.
 - **End to end**: IMDB-shaped training, a bidirectional GRU and a bidirectional LSTM
   (embedding 128, hidden 128, mean pooling, 2 classes, a 20,000-word vocabulary, batch 64,
   synthetic ids with IMDB-like lengths, median ~200 tokens, cut at 400, each batch bucketed by
@@ -37,7 +39,7 @@ from pathlib import Path
 os.environ["CUPY_TF32"] = "0"  # before CuPy is imported: no TF32 in its matrix products
 
 import numpy as np  # noqa: E402
-from _timing import interleaved, median_ms  # noqa: E402
+from _timing import interleaved, median_ms, products  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPES = [(256, 100, 512, 1024), (64, 100, 128, 256), (128, 50, 300, 512), (32, 200, 64, 128),
@@ -74,6 +76,9 @@ def load_torch():
 def _rel(a, b):
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
+
+
+GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
 
 
 class LayerRow:
@@ -127,10 +132,12 @@ def bench_layers(args, cp, torch, sync, counts):
     for shape in args.shapes:
         for cell in args.cells:
             row = LayerRow(shape, cell, cp, torch)
+            alone = products(cp, shape, GATES[cell])  # the layer's matrix products, nothing else
             diff = row.check()
             fwd, bwd = counts[cell]
             for mode in args.modes:
-                fns = {"xprnn": getattr(row, f"xprnn_{mode}")}
+                fns = {"xprnn": getattr(row, f"xprnn_{mode}"),
+                       "products": alone[mode]}
                 if row.tl is not None:
                     fns["torch"] = getattr(row, f"torch_{mode}")
                 times = interleaved(fns, repeats=args.repeats, warmup=args.warmup, sync=sync)
@@ -141,7 +148,7 @@ def bench_layers(args, cp, torch, sync, counts):
                              "calls_per_step": fwd if mode == "forward" else fwd + bwd})
                 print(f"{shape} {cell:4} {mode:7} " + "  ".join(
                     f"{k} {v:8.2f} ms" for k, v in ms.items()), file=sys.stderr, flush=True)
-            del row
+            del row, alone
             cp.get_default_memory_pool().free_all_blocks()
     return rows
 
@@ -255,11 +262,12 @@ def _f(value, fmt):
 
 def markdown(env, layer_rows, e2e_rows):
     lines = ["- " + ", ".join(f"{k}: {v}" for k, v in env.items()), "",
-             "| (B,T,I,H) | cell | mode | xprnn ms | torch ms | xprnn/torch | calls/step "
-             "| max rel diff |", "|---|---|---|---:|---:|---:|---:|---:|"]
+             "| (B,T,I,H) | cell | mode | xprnn ms | torch ms | xprnn/torch | products ms "
+             "| calls/step | max rel diff |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in layer_rows:
         cols = [str(tuple(r["shape"])), r["cell"], r["mode"], _f(r["ms"]["xprnn"], ".2f"),
                 _f(r["ms"].get("torch"), ".2f"), _f(r["ratio"], ".2f"),
+                _f(r["ms"].get("products"), ".2f"),
                 _f(r["calls_per_step"], "g"), _f(r["max_rel_diff"], ".1e")]
         lines.append("| " + " | ".join(cols) + " |")
     if e2e_rows:

@@ -37,6 +37,7 @@ from _timing import (
     loadavg,
     matmul_gflops,
     median_ms,
+    products,
     traced_peak,
 )
 from threadpoolctl import threadpool_limits
@@ -128,13 +129,7 @@ class Row:
             self.tl = None
             state = {k: np.asarray(v) for k, v in self.layer.state_dict().items()}
         self.layer.load_state_dict(state)
-        G = GATES[cell]
-        draw = lambda *shape: xp.asarray(rng.standard_normal(shape).astype(np.float32))  # noqa: E731
-        # the operands of xprnn's products, laid out as recurrent.py lays them out
-        self.mm = {"X": draw(T * B, I), "W_in": draw(G * H, I).T,
-                   "h": draw(B, H), "W_rec": draw(H, G * H), "W_hh": draw(G * H, H),
-                   "dg": draw(B, G * H), "DG": draw(T * B, G * H), "HP": draw(T * B, H),
-                   "W_ih": draw(G * H, I)}
+        self.products = products(xp, shape, GATES[cell])
         if cell == "RNN":
             self.nb = {
                 "W_xh": xp.asarray(state["weight_ih_l0"]),
@@ -149,19 +144,6 @@ class Row:
     def xprnn_train(self):
         out, _, cache = self.layer.forward(self.x)
         return out, self.layer.backward(cache, self.R)
-
-    # the matrix products alone
-    def products_forward(self):
-        m, T = self.mm, self.shape[1]
-        xw = m["X"] @ m["W_in"]
-        return xw, [m["h"] @ m["W_rec"] for _ in range(T)]
-
-    def products_train(self):
-        m, T = self.mm, self.shape[1]
-        fw = self.products_forward()
-        dh = [m["dg"] @ m["W_hh"] for _ in range(T)]
-        DGt = m["DG"].T  # (NumPy or CuPy arrays: both have .T)
-        return fw, dh, DGt @ m["X"], DGt @ m["HP"], m["DG"] @ m["W_ih"]
 
     # torch
     def torch_forward(self):
@@ -188,8 +170,7 @@ class Row:
         return out, notebook_backward(self.x, hs, self.R, nb["W_xh"], nb["W_hh"], m=m)
 
     def contenders(self, mode):
-        c = {"xprnn": getattr(self, f"xprnn_{mode}"),
-             "products": getattr(self, f"products_{mode}")}
+        c = {"xprnn": getattr(self, f"xprnn_{mode}"), "products": self.products[mode]}
         if self.tl is not None:
             c["torch"] = getattr(self, f"torch_{mode}")
         if self.cell == "RNN":
