@@ -236,7 +236,9 @@ MALLOC_CHOICES = ("keep", "default")
 
 
 def add_malloc_option(parser):
-    """The ``--malloc`` option every CPU benchmark shares."""
+    """The ``--malloc`` option of the CPU benchmarks that train in their own process
+    (bench_layers, bench_versions, bench_training; those that run the ``xprnn`` command get
+    the command's setting)."""
     parser.add_argument(
         "--malloc", choices=MALLOC_CHOICES, default="keep",
         help="keep: glibc's malloc keeps freed memory for the next step, as the xprnn command "
