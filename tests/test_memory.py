@@ -53,10 +53,13 @@ def test_freed_blocks_are_reused_without_page_faults():
     (default,) = _churn("default")
     applied, kept = _churn("keep")
     assert applied == "True"
-    # glibc's default hands the 16 MiB back after every round and faults it in again:
-    # 16 MiB / 4 KiB = 4096 faults a round; kept, the heap serves every round from memory
-    assert int(default) > 20 * 4096 // 2
-    assert int(kept) < int(default) // 20
+    # kept, the heap serves every round from memory: fewer faults in all 20 rounds than one
+    # round's 16 MiB / 4 KiB = 4096 pages
+    assert int(kept) < 4096
+    # glibc's default (2.36 here) hands the 16 MiB back after every round and faults it in
+    # again; where another glibc or kernel setting does not, there is nothing to compare
+    if int(default) > 20 * 4096 // 2:
+        assert int(kept) < int(default) // 20
 
 
 @glibc_only
